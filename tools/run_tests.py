@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Run the whole test suite and close with one line `N passed, N failed, N skipped`.
+
+Two parts, both always run:
+  1. the gtest binary of the build (all of upstream Caffe's tests plus ours),
+     from the patched source root, where upstream's tests find their data;
+  2. pytest over tests/.
+Counts come from each runner's JUnit XML, so a runner that crashes before
+writing its report is counted as a failure, never silently as zero tests.
+GPU gtests run only when the build has CUDA and a GPU is visible; otherwise
+they are reported as skipped.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def count_junit(path):
+    """Return (passed, failed, skipped) from a JUnit XML report (gtest or pytest)."""
+    root = ET.parse(path).getroot()
+    passed = failed = skipped = 0
+    for case in root.iter("testcase"):
+        children = {child.tag for child in case}
+        if children & {"failure", "error"}:
+            failed += 1
+        elif "skipped" in children or case.get("status") == "notrun":
+            skipped += 1
+        else:
+            passed += 1
+    return passed, failed, skipped
+
+
+def gpu_visible():
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def build_has_cuda(build_dir):
+    cache = os.path.join(build_dir, "CMakeCache.txt")
+    with open(cache) as f:
+        return any(line.strip() == "CPU_ONLY:BOOL=OFF" for line in f)
+
+
+def run_part(name, cmd, report, env, cwd):
+    print(f"==> {name}: {' '.join(cmd)}", flush=True)
+    code = subprocess.call(cmd, env=env, cwd=cwd)
+    if not os.path.exists(report):
+        print(f"==> {name}: no report written (exit code {code}); counted as 1 failure")
+        return 0, 1, 0
+    passed, failed, skipped = count_junit(report)
+    if code != 0 and failed == 0:
+        # e.g. pytest collection errors, or a crash after the report
+        print(f"==> {name}: exit code {code} with no failed case; counted as 1 failure")
+        failed = 1
+    print(f"==> {name}: {passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    return passed, failed, skipped
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(REPO, "build", "cpu"),
+                        help="CMake build directory to test (default: build/cpu)")
+    parser.add_argument("--gtest-filter", default=None,
+                        help="gtest filter (default: all tests, minus *GPU* without a GPU)")
+    parser.add_argument("--pytest-args", default="",
+                        help="extra arguments for pytest, e.g. '-k hmc'")
+    args = parser.parse_args()
+
+    build = os.path.abspath(args.build)
+    source_root = os.path.join(build, "caffe-src")
+    testbin = os.path.join(build, "caffe", "test", "test.testbin")
+    for path, what in ((testbin, "gtest binary"), (source_root, "patched source tree")):
+        if not os.path.exists(path):
+            sys.exit(f"run_tests: {what} {path} not found: build first (make test does).")
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.join(source_root, "python"), os.path.join(REPO, "python")] +
+        ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["CAFFE_BUILD_DIR"] = build
+    env.setdefault("GLOG_minloglevel", "2")
+
+    gtest_filter = args.gtest_filter
+    if gtest_filter is None:
+        with_gpu = build_has_cuda(build) and gpu_visible()
+        gtest_filter = "*" if with_gpu else "-*GPU*"
+        if not with_gpu:
+            print("==> no CUDA build or no GPU visible: GPU gtests are skipped")
+
+    totals = [0, 0, 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        gtest_xml = os.path.join(tmp, "gtest.xml")
+        pytest_xml = os.path.join(tmp, "pytest.xml")
+        parts = [
+            ("gtest (upstream Caffe + ours)",
+             [testbin, f"--gtest_filter={gtest_filter}", f"--gtest_output=xml:{gtest_xml}"],
+             gtest_xml, source_root),
+            ("pytest tests/",
+             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+              f"--junitxml={pytest_xml}", os.path.join(REPO, "tests")] +
+             args.pytest_args.split(),
+             pytest_xml, REPO),
+        ]
+        for name, cmd, report, cwd in parts:
+            for i, n in enumerate(run_part(name, cmd, report, env, cwd)):
+                totals[i] += n
+    passed, failed, skipped = totals
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
