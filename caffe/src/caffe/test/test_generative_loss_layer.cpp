@@ -1,0 +1,466 @@
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/generative_loss_layer.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+// Straight from the definition (journal Eq. 15/19), in double precision and
+// without the layer's reformulation as column masses: the objective summed
+// over examples, each term recomputing its column's normaliser.
+static double ReferenceObjective(const vector<double>& score,
+    const vector<int>& label, int num, int classes, bool has_ignore,
+    int ignore_label, bool semi, int unlabeled_label, double lambda,
+    const vector<double>& prior, int* kept_out) {
+  vector<bool> kept(num);
+  int kept_count = 0;
+  for (int j = 0; j < num; ++j) {
+    kept[j] = !(has_ignore && label[j] == ignore_label);
+    kept_count += kept[j];
+  }
+  *kept_out = kept_count;
+  double objective = 0;
+  for (int i = 0; i < num; ++i) {
+    if (!kept[i]) { continue; }
+    const bool unlabeled = semi && label[i] == unlabeled_label;
+    double best = -INFINITY;
+    for (int y = 0; y < classes; ++y) {
+      if (!unlabeled && y != label[i]) { continue; }
+      double batch_mean = 0;
+      for (int k = 0; k < num; ++k) {
+        if (kept[k]) { batch_mean += std::exp(score[k * classes + y]); }
+      }
+      batch_mean /= kept_count;
+      double log_p = score[i * classes + y] - std::log(batch_mean);
+      if (unlabeled) { log_p += std::log(prior[y]); }
+      best = std::max(best, log_p);
+    }
+    objective += unlabeled ? lambda * best : best;
+  }
+  return objective;
+}
+
+template <typename TypeParam>
+class GenerativeLossLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  GenerativeLossLayerTest()
+      : blob_bottom_score_(new Blob<Dtype>()),
+        blob_bottom_label_(new Blob<Dtype>()),
+        blob_top_loss_(new Blob<Dtype>()),
+        blob_top_ess_(new Blob<Dtype>()) {
+    Caffe::set_random_seed(1701);
+    Resize(10, 5);
+  }
+  virtual ~GenerativeLossLayerTest() {
+    delete blob_bottom_score_;
+    delete blob_bottom_label_;
+    delete blob_top_loss_;
+    delete blob_top_ess_;
+  }
+
+  // Gaussian scores (std 2, so columns are far from uniform) and uniform
+  // random labels in [0, classes).
+  void Resize(int num, int classes) {
+    num_ = num;
+    classes_ = classes;
+    blob_bottom_score_->Reshape(num, classes, 1, 1);
+    FillerParameter filler_param;
+    filler_param.set_std(2);
+    GaussianFiller<Dtype> filler(filler_param);
+    filler.Fill(blob_bottom_score_);
+    blob_bottom_label_->Reshape(num, 1, 1, 1);
+    for (int j = 0; j < num; ++j) {
+      blob_bottom_label_->mutable_cpu_data()[j] = caffe_rng_rand() % classes;
+    }
+    blob_bottom_vec_.clear();
+    blob_bottom_vec_.push_back(blob_bottom_score_);
+    blob_bottom_vec_.push_back(blob_bottom_label_);
+    blob_top_vec_.clear();
+    blob_top_vec_.push_back(blob_top_loss_);
+  }
+
+  void SetLabels(const int* labels) {
+    for (int j = 0; j < num_; ++j) {
+      blob_bottom_label_->mutable_cpu_data()[j] = labels[j];
+    }
+  }
+
+  // Makes class `winner` the clear arg-max of unlabelled example j, so that
+  // the gradient checker's perturbations cannot flip the arg-max.
+  void MakeClearWinner(int j, int winner) {
+    blob_bottom_score_->mutable_cpu_data()[j * classes_ + winner] += 8;
+  }
+
+  double Reference(const LayerParameter& param, int* kept) {
+    vector<double> score(blob_bottom_score_->cpu_data(),
+        blob_bottom_score_->cpu_data() + num_ * classes_);
+    vector<int> label(num_);
+    for (int j = 0; j < num_; ++j) {
+      label[j] = static_cast<int>(blob_bottom_label_->cpu_data()[j]);
+    }
+    const GenerativeLossParameter& gp = param.generative_loss_param();
+    vector<double> prior(classes_, 1.0 / classes_);
+    if (gp.class_prior_size()) {
+      double total = 0;
+      for (int c = 0; c < classes_; ++c) { total += gp.class_prior(c); }
+      for (int c = 0; c < classes_; ++c) {
+        prior[c] = gp.class_prior(c) / total;
+      }
+    }
+    return ReferenceObjective(score, label, num_, classes_,
+        param.loss_param().has_ignore_label(),
+        param.loss_param().ignore_label(), gp.semi_supervised(),
+        gp.unlabeled_label(), gp.unlabeled_weight(), prior, kept);
+  }
+
+  void CheckForwardAgainstReference(const LayerParameter& param,
+      double normalizer_if_known) {
+    GenerativeLossLayer<Dtype> layer(param);
+    layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+    layer.Forward(blob_bottom_vec_, blob_top_vec_);
+    int kept = 0;
+    const double objective = Reference(param, &kept);
+    const double normalizer = normalizer_if_known > 0 ?
+        normalizer_if_known : std::max(kept, 1);
+    const double expected = -objective / normalizer;
+    EXPECT_NEAR(blob_top_loss_->cpu_data()[0], expected,
+                1e-4 * std::max(1.0, std::fabs(expected)));
+  }
+
+  void CheckGradient(const LayerParameter& param) {
+    GenerativeLossLayer<Dtype> layer(param);
+    GradientChecker<Dtype> checker(1e-2, 1e-2, 1701);
+    checker.CheckGradientExhaustive(&layer, blob_bottom_vec_,
+        blob_top_vec_, 0);
+  }
+
+  int num_, classes_;
+  Blob<Dtype>* const blob_bottom_score_;
+  Blob<Dtype>* const blob_bottom_label_;
+  Blob<Dtype>* const blob_top_loss_;
+  Blob<Dtype>* const blob_top_ess_;
+  vector<Blob<Dtype>*> blob_bottom_vec_;
+  vector<Blob<Dtype>*> blob_top_vec_;
+};
+
+TYPED_TEST_CASE(GenerativeLossLayerTest, TestDtypesAndDevices);
+
+TYPED_TEST(GenerativeLossLayerTest, TestForwardMatchesDefinition) {
+  LayerParameter layer_param;
+  this->CheckForwardAgainstReference(layer_param, -1);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestForwardEachNormalization) {
+  const LossParameter_NormalizationMode modes[] = {
+      LossParameter_NormalizationMode_FULL,
+      LossParameter_NormalizationMode_VALID,
+      LossParameter_NormalizationMode_BATCH_SIZE,
+      LossParameter_NormalizationMode_NONE};
+  const int labels[10] = {0, 1, 2, 2, 4, 4, 1, 0, 3, 3};
+  this->SetLabels(labels);
+  for (int ignore = 0; ignore < 2; ++ignore) {
+    for (int m = 0; m < 4; ++m) {
+      LayerParameter layer_param;
+      layer_param.mutable_loss_param()->set_normalization(modes[m]);
+      if (ignore) { layer_param.mutable_loss_param()->set_ignore_label(4); }
+      // FULL and BATCH_SIZE divide by N even when examples are ignored;
+      // VALID by the kept count; NONE by 1.
+      const double normalizer = modes[m] == LossParameter_NormalizationMode_NONE
+          ? 1.0 : (modes[m] == LossParameter_NormalizationMode_VALID ?
+                   (ignore ? 8.0 : 10.0) : 10.0);
+      this->CheckForwardAgainstReference(layer_param, normalizer);
+    }
+  }
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradient) {
+  LayerParameter layer_param;
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientLossWeight) {
+  LayerParameter layer_param;
+  layer_param.add_loss_weight(3.0);
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientIgnoreLabel) {
+  LayerParameter layer_param;
+  layer_param.mutable_loss_param()->set_ignore_label(2);
+  const int labels[10] = {2, 1, 0, 2, 4, 3, 1, 2, 0, 4};
+  this->SetLabels(labels);
+  this->CheckForwardAgainstReference(layer_param, -1);
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestIgnoredExamplesGetZeroGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  layer_param.mutable_loss_param()->set_ignore_label(-7);
+  const int labels[10] = {-7, 1, 0, 2, 4, 3, 1, -7, 0, 4};
+  this->SetLabels(labels);
+  GenerativeLossLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->blob_top_loss_->mutable_cpu_diff()[0] = 1;
+  vector<bool> propagate_down(2, false);
+  propagate_down[0] = true;
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_bottom_vec_);
+  const Dtype* diff = this->blob_bottom_score_->cpu_diff();
+  for (int c = 0; c < this->classes_; ++c) {
+    EXPECT_EQ(diff[0 * this->classes_ + c], 0);
+    EXPECT_EQ(diff[7 * this->classes_ + c], 0);
+  }
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientEachNormalization) {
+  const LossParameter_NormalizationMode modes[] = {
+      LossParameter_NormalizationMode_FULL,
+      LossParameter_NormalizationMode_BATCH_SIZE,
+      LossParameter_NormalizationMode_NONE};
+  const int labels[10] = {0, 1, 2, 2, 4, 4, 1, 0, 3, 3};
+  this->SetLabels(labels);
+  for (int m = 0; m < 3; ++m) {
+    LayerParameter layer_param;
+    layer_param.mutable_loss_param()->set_normalization(modes[m]);
+    layer_param.mutable_loss_param()->set_ignore_label(3);
+    this->CheckGradient(layer_param);
+  }
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientAbsentClassesAndSingleton) {
+  // Classes 2 and 3 absent (zero mass: no gradient in their columns) and
+  // class 4 held by a single example.
+  LayerParameter layer_param;
+  const int labels[10] = {0, 1, 0, 1, 0, 4, 1, 1, 0, 0};
+  this->SetLabels(labels);
+  this->CheckForwardAgainstReference(layer_param, -1);
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientSingleExample) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Resize(1, 5);
+  LayerParameter layer_param;
+  GenerativeLossLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  // With one sample the batch normaliser is the example itself: log p = 0.
+  EXPECT_NEAR(this->blob_top_loss_->cpu_data()[0], 0, 1e-5);
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientSemiSupervised) {
+  LayerParameter layer_param;
+  GenerativeLossParameter* gp = layer_param.mutable_generative_loss_param();
+  gp->set_semi_supervised(true);
+  gp->set_unlabeled_weight(0.1);
+  const int labels[10] = {0, -1, 2, -1, 4, 3, -1, 2, 0, -1};
+  this->SetLabels(labels);
+  this->MakeClearWinner(1, 3);
+  this->MakeClearWinner(3, 0);
+  this->MakeClearWinner(6, 3);
+  this->MakeClearWinner(9, 1);
+  this->CheckForwardAgainstReference(layer_param, -1);
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestGradientSemiSupervisedPriorIgnore) {
+  LayerParameter layer_param;
+  GenerativeLossParameter* gp = layer_param.mutable_generative_loss_param();
+  gp->set_semi_supervised(true);
+  gp->set_unlabeled_label(9);
+  gp->set_unlabeled_weight(0.5);
+  const float prior[5] = {1, 2, 3, 4, 10};
+  for (int c = 0; c < 5; ++c) { gp->add_class_prior(prior[c]); }
+  layer_param.mutable_loss_param()->set_ignore_label(-1);
+  const int labels[10] = {0, 9, -1, 9, 4, 3, 9, 2, -1, 1};
+  this->SetLabels(labels);
+  this->MakeClearWinner(1, 2);
+  this->MakeClearWinner(3, 4);
+  this->MakeClearWinner(6, 0);
+  this->CheckForwardAgainstReference(layer_param, -1);
+  this->CheckGradient(layer_param);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestEssTop) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  this->blob_top_vec_.push_back(this->blob_top_ess_);
+  const int labels[10] = {0, 1, 0, 1, 0, 1, 1, 1, 0, 0};
+  this->SetLabels(labels);
+  GenerativeLossLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  // The ESS top is a diagnostic: loss weight 0 unless the user says.
+  EXPECT_EQ(layer.loss(1), 0);
+  EXPECT_EQ(layer.loss(0), 1);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  double ess_mean = 0;
+  const Dtype* score = this->blob_bottom_score_->cpu_data();
+  for (int c = 0; c < 2; ++c) {  // the classes present
+    double total = 0, total_sq = 0;
+    for (int j = 0; j < 10; ++j) { total += std::exp(score[j * 5 + c]); }
+    for (int j = 0; j < 10; ++j) {
+      const double w = std::exp(score[j * 5 + c]) / total;
+      total_sq += w * w;
+    }
+    ess_mean += 1.0 / total_sq / 2;
+  }
+  EXPECT_NEAR(this->blob_top_ess_->cpu_data()[0], ess_mean / 10, 1e-4);
+
+  // Equal scores: uniform weights, ESS = N, fraction 1.
+  caffe_set(50, Dtype(0.3), this->blob_bottom_score_->mutable_cpu_data());
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_NEAR(this->blob_top_ess_->cpu_data()[0], 1, 1e-5);
+
+  // Gradient of the loss is unchanged by the extra top.
+  Caffe::set_random_seed(1701);
+  this->Resize(10, 5);
+  this->blob_top_vec_.push_back(this->blob_top_ess_);
+  GradientChecker<Dtype> checker(1e-2, 1e-2, 1701);
+  GenerativeLossLayer<Dtype> layer2(layer_param);
+  layer2.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  checker.CheckGradientSingle(&layer2, this->blob_bottom_vec_,
+      this->blob_top_vec_, 0, 0, 0);
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestExtremeScoresStayFinite) {
+  typedef typename TypeParam::Dtype Dtype;
+  Dtype* score = this->blob_bottom_score_->mutable_cpu_data();
+  for (int i = 0; i < 50; ++i) { score[i] = (i % 3 == 0) ? 1e4 : -1e4; }
+  LayerParameter layer_param;
+  GenerativeLossLayer<Dtype> layer(layer_param);
+  this->blob_top_vec_.push_back(this->blob_top_ess_);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_TRUE(std::isfinite(this->blob_top_loss_->cpu_data()[0]));
+  EXPECT_TRUE(std::isfinite(this->blob_top_ess_->cpu_data()[0]));
+  this->blob_top_loss_->mutable_cpu_diff()[0] = 1;
+  vector<bool> propagate_down(2, false);
+  propagate_down[0] = true;
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_bottom_vec_);
+  const Dtype* diff = this->blob_bottom_score_->cpu_diff();
+  // Each column's gradient sums to zero (sum_j W[j, c] = 1, sum_j t = m_c),
+  // up to rounding: at |F| = 1e4 a float ulp is ~1e-3 of the exponent.
+  const double tolerance = sizeof(Dtype) == 4 ? 2e-3 : 1e-9;
+  for (int c = 0; c < 5; ++c) {
+    double column_sum = 0;
+    for (int j = 0; j < 10; ++j) {
+      EXPECT_TRUE(std::isfinite(diff[j * 5 + c]));
+      column_sum += diff[j * 5 + c];
+    }
+    EXPECT_NEAR(column_sum, 0, tolerance);
+  }
+}
+
+TYPED_TEST(GenerativeLossLayerTest, TestAllIgnoredGivesZero) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  layer_param.mutable_loss_param()->set_ignore_label(3);
+  caffe_set(10, Dtype(3), this->blob_bottom_label_->mutable_cpu_data());
+  this->blob_top_vec_.push_back(this->blob_top_ess_);
+  GenerativeLossLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(this->blob_top_loss_->cpu_data()[0], 0);
+  EXPECT_EQ(this->blob_top_ess_->cpu_data()[0], 0);
+}
+
+// Bad input stops with a message that says what was expected.
+typedef GenerativeLossLayerTest<CPUDevice<float> > GenerativeLossDeathTest;
+
+TEST_F(GenerativeLossDeathTest, LabelOutOfRange) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  LayerParameter layer_param;
+  GenerativeLossLayer<float> layer(layer_param);
+  layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+  blob_bottom_label_->mutable_cpu_data()[3] = 5;
+  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
+               "example 3 has label 5, outside the classes \\[0, 5\\)");
+  blob_bottom_label_->mutable_cpu_data()[3] = -1;
+  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
+               "has label -1, outside the classes.*semi-supervised mode off");
+  blob_bottom_label_->mutable_cpu_data()[3] = 1.5;
+  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
+               "labels must be integers");
+}
+
+TEST_F(GenerativeLossDeathTest, NonFiniteScore) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  LayerParameter layer_param;
+  GenerativeLossLayer<float> layer(layer_param);
+  layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+  blob_bottom_score_->mutable_cpu_data()[7] = NAN;
+  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
+               "class column 2 has a non-finite score");
+}
+
+TEST_F(GenerativeLossDeathTest, ShapeMismatches) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  LayerParameter layer_param;
+  {
+    GenerativeLossLayer<float> layer(layer_param);
+    blob_bottom_label_->Reshape(9, 1, 1, 1);
+    EXPECT_DEATH(layer.SetUp(blob_bottom_vec_, blob_top_vec_),
+                 "same first dimension");
+  }
+  {
+    GenerativeLossLayer<float> layer(layer_param);
+    blob_bottom_label_->Reshape(10, 2, 1, 1);
+    EXPECT_DEATH(layer.SetUp(blob_bottom_vec_, blob_top_vec_),
+                 "labels must hold one value per example");
+  }
+  {
+    GenerativeLossLayer<float> layer(layer_param);
+    blob_bottom_label_->Reshape(10, 1, 1, 1);
+    blob_bottom_score_->Reshape(10, 5, 2, 1);
+    EXPECT_DEATH(layer.SetUp(blob_bottom_vec_, blob_top_vec_),
+                 "scores must be N x C");
+  }
+  {
+    GenerativeLossLayer<float> layer(layer_param);
+    blob_bottom_score_->Reshape(10, 5, 1, 1);
+    vector<Blob<float>*> one_bottom(1, blob_bottom_score_);
+    EXPECT_DEATH(layer.SetUp(one_bottom, blob_top_vec_),
+                 "takes 2 bottom blob");
+  }
+}
+
+TEST_F(GenerativeLossDeathTest, BadParameters) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  {
+    LayerParameter layer_param;
+    layer_param.mutable_generative_loss_param()->add_class_prior(1);
+    GenerativeLossLayer<float> layer(layer_param);
+    EXPECT_DEATH(layer.SetUp(blob_bottom_vec_, blob_top_vec_),
+                 "class_prior needs one value per class \\(5 classes\\)");
+  }
+  {
+    LayerParameter layer_param;
+    layer_param.mutable_generative_loss_param()->set_unlabeled_weight(-1);
+    GenerativeLossLayer<float> layer(layer_param);
+    EXPECT_DEATH(layer.SetUp(blob_bottom_vec_, blob_top_vec_),
+                 "unlabeled_weight .* must be >= 0");
+  }
+  {
+    LayerParameter layer_param;
+    layer_param.mutable_generative_loss_param()->set_semi_supervised(true);
+    layer_param.mutable_loss_param()->set_ignore_label(-1);
+    GenerativeLossLayer<float> layer(layer_param);
+    EXPECT_DEATH(layer.SetUp(blob_bottom_vec_, blob_top_vec_),
+                 "ignore_label and generative_loss_param.unlabeled_label "
+                 "must differ");
+  }
+}
+
+}  // namespace caffe
