@@ -31,7 +31,8 @@ namespace caffe {
  *
  * where t[j, c] is 1 if example j is labelled c, lambda if j is unlabelled
  * with arg-max class c, else 0, and m_c = sum_j t[j, c]. Forward and backward
- * cost O(N C) time and O(N + C) extra memory.
+ * cost O(N C) time and memory; W is kept from forward (as SoftmaxWithLoss
+ * keeps its probabilities), so each score costs one exp in total.
  *
  * The layer reports loss = -l_G / normalizer (a minimisation objective).
  * Ignored examples (loss_param.ignore_label) are removed from the batch
@@ -95,6 +96,7 @@ class GenerativeLossLayer : public LossLayer<Dtype> {
   Dtype unlabeled_weight_;  ///< lambda of Eq. 19
   LossParameter_NormalizationMode normalization_;
 
+  Blob<Dtype> weights_;      ///< N x C: W[j, c]; 0 on ignored rows
   Blob<Dtype> log_prior_;    ///< C: log rho_y (semi-supervised mode)
   Blob<Dtype> column_lse_;   ///< C: log sum_k exp F[k, c] over kept rows
   Blob<Dtype> column_mass_;  ///< C: m_c = sum_j t[j, c]

@@ -82,6 +82,7 @@ void GenerativeLossLayer<Dtype>::Reshape(
       << bottom[1]->shape_string();
   const vector<int> per_class(1, classes_);
   const vector<int> per_example(1, num_);
+  weights_.Reshape(num_, classes_, 1, 1);
   column_lse_.Reshape(per_class);
   column_mass_.Reshape(per_class);
   column_w2_.Reshape(per_class);
@@ -182,13 +183,16 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
   caffe_set(classes_, Dtype(0), mass);
   caffe_set(classes_, Dtype(0), w2);
   if (kept_count_ == 0) {
+    caffe_set(num_ * classes_, Dtype(0), weights_.mutable_cpu_data());
     caffe_set(classes_, Dtype(0), lse);
     top[0]->mutable_cpu_data()[0] = 0;
     if (top.size() >= 2) { top[1]->mutable_cpu_data()[0] = 0; }
     return;
   }
-  // Column-wise log-sum-exp over kept rows, max-subtracted for stability.
-  // Rows are walked in memory order; the C running values stay in cache.
+  // Column-wise log-sum-exp over kept rows, max-subtracted for stability,
+  // and the batch-softmax weights W. Rows are walked in memory order; the C
+  // running values stay in cache.
+  Dtype* weights = weights_.mutable_cpu_data();
   caffe_set(classes_, -std::numeric_limits<Dtype>::infinity(), lse);
   for (int j = 0; j < num_; ++j) {
     if (target[j] == kIgnored) { continue; }
@@ -197,14 +201,27 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
   }
   vector<Dtype> column_sum(classes_, Dtype(0));
   for (int j = 0; j < num_; ++j) {
-    if (target[j] == kIgnored) { continue; }
     const Dtype* row = score + j * classes_;
+    Dtype* weight_row = weights + j * classes_;
+    if (target[j] == kIgnored) {
+      caffe_set(classes_, Dtype(0), weight_row);
+      continue;
+    }
     for (int c = 0; c < classes_; ++c) {
-      column_sum[c] += std::exp(row[c] - lse[c]);
+      weight_row[c] = std::exp(row[c] - lse[c]);
+      column_sum[c] += weight_row[c];
     }
   }
-  for (int c = 0; c < classes_; ++c) { lse[c] += std::log(column_sum[c]); }
+  for (int c = 0; c < classes_; ++c) {
+    lse[c] += std::log(column_sum[c]);
+    column_sum[c] = Dtype(1) / column_sum[c];
+  }
   CheckColumnsFinite(lse);
+  for (int j = 0; j < num_; ++j) {
+    if (target[j] == kIgnored) { continue; }
+    caffe_mul(classes_, column_sum.data(), weights + j * classes_,
+              weights + j * classes_);
+  }
 
   // Each kept example's log p_y term: its label's column, or (unlabelled)
   // the arg-max of log p_y + log rho_y, weighted by lambda.
@@ -235,10 +252,9 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
 
   if (top.size() >= 2) {
     for (int j = 0; j < num_; ++j) {
-      if (target[j] == kIgnored) { continue; }
-      const Dtype* row = score + j * classes_;
+      const Dtype* weight_row = weights + j * classes_;
       for (int c = 0; c < classes_; ++c) {
-        w2[c] += std::exp(Dtype(2) * (row[c] - lse[c]));
+        w2[c] += weight_row[c] * weight_row[c];
       }
     }
     WriteEss(w2, mass, top);
@@ -254,24 +270,21 @@ void GenerativeLossLayer<Dtype>::Backward_cpu(
                << " Layer cannot backpropagate to label inputs.";
   }
   if (!propagate_down[0]) { return; }
-  const Dtype* score = bottom[0]->cpu_data();
   const Dtype* label = bottom[1]->cpu_data();
   const Dtype* target = target_class_.cpu_data();
-  const Dtype* lse = column_lse_.cpu_data();
+  const Dtype* weights = weights_.cpu_data();
   const Dtype* mass = column_mass_.cpu_data();
   Dtype* diff = bottom[0]->mutable_cpu_diff();
   // d(loss)/dF[j, c] = scale * (m_c W[j, c] - t[j, c]), Eq. 10 / Eq. 14.
+  // Ignored rows have W = 0 and no target, so their gradient is 0.
   const Dtype scale = top[0]->cpu_diff()[0] / get_normalizer(kept_count_);
   for (int j = 0; j < num_; ++j) {
     Dtype* diff_row = diff + j * classes_;
-    if (target[j] == kIgnored) {
-      caffe_set(classes_, Dtype(0), diff_row);
-      continue;
-    }
-    const Dtype* row = score + j * classes_;
+    const Dtype* weight_row = weights + j * classes_;
     for (int c = 0; c < classes_; ++c) {
-      diff_row[c] = scale * mass[c] * std::exp(row[c] - lse[c]);
+      diff_row[c] = scale * mass[c] * weight_row[c];
     }
+    if (target[j] == kIgnored) { continue; }
     const bool unlabeled = semi_supervised_ &&
         static_cast<int>(label[j]) == unlabeled_label_;
     diff_row[static_cast<int>(target[j])] -=

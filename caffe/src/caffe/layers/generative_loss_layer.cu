@@ -28,6 +28,18 @@ __global__ void GenerativeColumnLogSumExp(const int num, const int classes,
   }
 }
 
+// One thread per score: W[j, c] = exp(F[j, c] - lse_c), 0 on ignored rows.
+template <typename Dtype>
+__global__ void GenerativeWeights(const int count, const int classes,
+    const Dtype* score, const Dtype* target, const Dtype* lse,
+    const int ignored, Dtype* weights) {
+  CUDA_KERNEL_LOOP(index, count) {
+    const int j = index / classes;
+    weights[index] = static_cast<int>(target[j]) == ignored ? Dtype(0) :
+        exp(score[index] - lse[index % classes]);
+  }
+}
+
 // One thread per example: picks the arg-max class of unlabelled examples and
 // writes each example's (lambda-weighted) log p_y term.
 template <typename Dtype>
@@ -67,22 +79,21 @@ __device__ inline Dtype GenerativeTargetWeight(const Dtype label,
 // One thread per column: m_c = sum_j t[j, c], and sum_j W[j, c]^2 for ESS.
 template <typename Dtype>
 __global__ void GenerativeColumnMass(const int num, const int classes,
-    const Dtype* score, const Dtype* label, const Dtype* target,
-    const Dtype* lse, const bool semi_supervised, const int unlabeled_label,
-    const Dtype unlabeled_weight, const int ignored, const bool want_w2,
+    const Dtype* weights, const Dtype* label, const Dtype* target,
+    const bool semi_supervised, const int unlabeled_label,
+    const Dtype unlabeled_weight, const bool want_w2,
     Dtype* mass, Dtype* w2) {
   CUDA_KERNEL_LOOP(c, classes) {
     Dtype column_mass = 0;
     Dtype column_w2 = 0;
     for (int j = 0; j < num; ++j) {
-      const int t = static_cast<int>(target[j]);
-      if (t == ignored) { continue; }
-      if (t == c) {
+      if (static_cast<int>(target[j]) == c) {
         column_mass += GenerativeTargetWeight(label[j], semi_supervised,
             unlabeled_label, unlabeled_weight);
       }
       if (want_w2) {
-        column_w2 += exp(Dtype(2) * (score[j * classes + c] - lse[c]));
+        const Dtype w = weights[j * classes + c];
+        column_w2 += w * w;
       }
     }
     mass[c] = column_mass;
@@ -91,26 +102,21 @@ __global__ void GenerativeColumnMass(const int num, const int classes,
 }
 
 // One thread per score: dF[j, c] = scale * (m_c W[j, c] - t[j, c]).
+// Ignored rows have W = 0 and target -1, so their gradient is 0.
 template <typename Dtype>
 __global__ void GenerativeBackward(const int count, const int classes,
-    const Dtype* score, const Dtype* label, const Dtype* target,
-    const Dtype* lse, const Dtype* mass, const bool semi_supervised,
-    const int unlabeled_label, const Dtype unlabeled_weight,
-    const int ignored, const Dtype scale, Dtype* diff) {
+    const Dtype* weights, const Dtype* label, const Dtype* target,
+    const Dtype* mass, const bool semi_supervised, const int unlabeled_label,
+    const Dtype unlabeled_weight, const Dtype scale, Dtype* diff) {
   CUDA_KERNEL_LOOP(index, count) {
     const int j = index / classes;
     const int c = index % classes;
-    const int t = static_cast<int>(target[j]);
-    if (t == ignored) {
-      diff[index] = 0;
-    } else {
-      Dtype g = mass[c] * exp(score[index] - lse[c]);
-      if (t == c) {
-        g -= GenerativeTargetWeight(label[j], semi_supervised,
-            unlabeled_label, unlabeled_weight);
-      }
-      diff[index] = scale * g;
+    Dtype g = mass[c] * weights[index];
+    if (static_cast<int>(target[j]) == c) {
+      g -= GenerativeTargetWeight(label[j], semi_supervised,
+          unlabeled_label, unlabeled_weight);
     }
+    diff[index] = scale * g;
   }
 }
 
@@ -122,6 +128,7 @@ void GenerativeLossLayer<Dtype>::Forward_gpu(
   kept_count_ = ClassifyExamples(bottom[1]->cpu_data(),
                                  target_class_.mutable_cpu_data());
   if (kept_count_ == 0) {
+    caffe_gpu_set(num_ * classes_, Dtype(0), weights_.mutable_gpu_data());
     caffe_gpu_set(classes_, Dtype(0), column_lse_.mutable_gpu_data());
     caffe_gpu_set(classes_, Dtype(0), column_mass_.mutable_gpu_data());
     top[0]->mutable_cpu_data()[0] = 0;
@@ -136,6 +143,12 @@ void GenerativeLossLayer<Dtype>::Forward_gpu(
       CAFFE_CUDA_NUM_THREADS>>>(num_, classes_, score, target, kIgnored, lse);
   CUDA_POST_KERNEL_CHECK;
   CheckColumnsFinite(column_lse_.cpu_data());
+  const int count = num_ * classes_;
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  GenerativeWeights<Dtype><<<CAFFE_GET_BLOCKS(count),
+      CAFFE_CUDA_NUM_THREADS>>>(count, classes_, score, target,
+      column_lse_.gpu_data(), kIgnored, weights_.mutable_gpu_data());
+  CUDA_POST_KERNEL_CHECK;
 
   const Dtype log_kept = log(static_cast<Dtype>(kept_count_));
   // NOLINT_NEXT_LINE(whitespace/operators)
@@ -151,9 +164,9 @@ void GenerativeLossLayer<Dtype>::Forward_gpu(
   const bool want_w2 = top.size() >= 2;
   // NOLINT_NEXT_LINE(whitespace/operators)
   GenerativeColumnMass<Dtype><<<CAFFE_GET_BLOCKS(classes_),
-      CAFFE_CUDA_NUM_THREADS>>>(num_, classes_, score, bottom[1]->gpu_data(),
-      target_class_.gpu_data(), column_lse_.gpu_data(), semi_supervised_,
-      unlabeled_label_, unlabeled_weight_, kIgnored, want_w2,
+      CAFFE_CUDA_NUM_THREADS>>>(num_, classes_, weights_.gpu_data(),
+      bottom[1]->gpu_data(), target_class_.gpu_data(), semi_supervised_,
+      unlabeled_label_, unlabeled_weight_, want_w2,
       column_mass_.mutable_gpu_data(), column_w2_.mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;
   if (want_w2) {
@@ -174,10 +187,10 @@ void GenerativeLossLayer<Dtype>::Backward_gpu(
   const Dtype scale = top[0]->cpu_diff()[0] / get_normalizer(kept_count_);
   // NOLINT_NEXT_LINE(whitespace/operators)
   GenerativeBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-      CAFFE_CUDA_NUM_THREADS>>>(count, classes_, bottom[0]->gpu_data(),
-      bottom[1]->gpu_data(), target_class_.gpu_data(), column_lse_.gpu_data(),
-      column_mass_.gpu_data(), semi_supervised_, unlabeled_label_,
-      unlabeled_weight_, kIgnored, scale, bottom[0]->mutable_gpu_diff());
+      CAFFE_CUDA_NUM_THREADS>>>(count, classes_, weights_.gpu_data(),
+      bottom[1]->gpu_data(), target_class_.gpu_data(), column_mass_.gpu_data(),
+      semi_supervised_, unlabeled_label_, unlabeled_weight_, scale,
+      bottom[0]->mutable_gpu_diff());
   CUDA_POST_KERNEL_CHECK;
 }
 
