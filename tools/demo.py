@@ -8,7 +8,9 @@
    do for the paper's 16 + 9 epochs;
 3. the test error of the tuned net on the 10,000 test images;
 4. HMC samples of the ten digit classes (python/hmc_visualize.py, the paper's
-   LeNet settings but fewer iterations) as a PNG grid.
+   LeNet settings with fewer iterations, after a short step-size warm-up: with
+   the journal's fixed step the chains barely leave the initial noise in a
+   few hundred iterations, see README) as a PNG grid.
 Finished steps are not redone (delete the output dir to start over).
 """
 import argparse
@@ -36,6 +38,9 @@ def parse_args(argv=None):
                         help="HMC iterations per chain (paper: 300; default %(default)s)")
     parser.add_argument("--hmc-chains", type=int, default=4,
                         help="HMC chains per digit class (default %(default)s)")
+    parser.add_argument("--hmc-warmup", type=int, default=50,
+                        help="HMC warm-up iterations adapting the step size (0 = the paper's "
+                             "fixed step; default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -85,7 +90,8 @@ def main(argv=None):
     command = [sys.executable, os.path.join(REPO, "python", "hmc_visualize.py"),
                "--model", "models/lenet/lenet_deploy.prototxt", "--weights", weights,
                "--nodes", "ip2:0-9", "--iterations", str(args.hmc_iterations),
-               "--chains", str(args.hmc_chains), "--seed", str(args.seed), "--out-dir", hmc_dir]
+               "--chains", str(args.hmc_chains), "--warmup", str(args.hmc_warmup),
+               "--seed", str(args.seed), "--out-dir", hmc_dir]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
     env.setdefault("GLOG_minloglevel", "2")
     if subprocess.call(command, cwd=REPO, env=env) != 0:

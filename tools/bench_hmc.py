@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Benchmark HMC visualization on LeNet with the paper's settings (SPEC §5).
+
+Measures, on this machine and in one run:
+  * samples per minute (one sample = one chain after 300 iterations of L = 100
+    leapfrog steps, eps 1e-4, sigma 10, mass 0.01), for one chain and for
+    batches of chains, against the paper's 0.4 min per sample (GTX Titan);
+  * the overhead ratio = HMC wall time / (gradient evaluations x the time of a
+    bare net.forward() + net.backward() on the same net, measured alongside).
+
+Per-iteration cost is constant (every iteration does exactly L forward/backward
+passes), so the batch sweep times --iterations iterations and scales to 300; a
+full 300-iteration single-chain run checks that scaling. Writes results/bench_hmc.md.
+
+  python tools/bench_hmc.py [--weights runs/.../lenet_iter_N.caffemodel]
+"""
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from gencaffe.pycaffe_path import add_build_pycaffe  # noqa: E402
+add_build_pycaffe(REPO)
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import numpy as np  # noqa: E402
+
+PAPER_MIN_PER_SAMPLE = 0.4
+PAPER = dict(step_size=1e-4, n_leapfrog=100, sigma=10.0, mass=0.01, temperature=1.0,
+             iterations=300)
+
+
+def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None):
+    """Time ``iterations`` paper-setting HMC iterations for n_chains chains.
+
+    After every HMC iteration the same net runs L bare net.forward() +
+    net.backward() passes, timed separately: HMC and baseline are interleaved at
+    ~50 ms granularity, so both see the same CPU load even on a busy machine.
+    With a barrier (worker processes) all workers start together."""
+    from gencaffe import caffe_target, hmc
+    channels = [i % 10 for i in range(n_chains)]
+    target = caffe_target.build_node_target(model, weights, "ip2", channels)
+    net = target.net
+    rng = np.random.default_rng(seed)
+    x0 = rng.normal(0, PAPER["sigma"], size=target.cut.input_shape)
+    potential = hmc.make_potential(target.score, PAPER["sigma"], PAPER["temperature"])
+    settings = hmc.HMCSettings(PAPER["step_size"], PAPER["n_leapfrog"], PAPER["mass"], iterations)
+    for _ in range(20):                       # warm caches and allocations
+        net.forward()
+        net.backward()
+    if barrier is not None:
+        barrier.wait()
+    evals_before = target.score.n_evaluations
+    sampler = hmc.sample(x0, potential, settings, rng)
+    hmc_time = bare_time = 0.0
+    bare_passes = 0
+    accepted = []
+    while True:
+        t = time.perf_counter()
+        try:
+            _, _, _, info = next(sampler)
+        except StopIteration:
+            break
+        hmc_time += time.perf_counter() - t
+        accepted.append(info.accepted.mean())
+        t = time.perf_counter()
+        for _ in range(PAPER["n_leapfrog"]):
+            net.forward()
+            net.backward()
+        bare_time += time.perf_counter() - t
+        bare_passes += PAPER["n_leapfrog"]
+    return dict(chains=n_chains, iterations=iterations, wall=hmc_time,
+                evals=target.score.n_evaluations - evals_before, bare=bare_time / bare_passes,
+                acceptance=float(np.mean(accepted)))
+
+
+def _worker(args):
+    model, weights, n_chains, iterations, seed = args
+    import caffe
+    caffe.set_mode_cpu()
+    return time_hmc(model, weights, n_chains, iterations, seed, _BARRIER)
+
+
+_BARRIER = None
+
+
+def _init_worker(barrier):
+    global _BARRIER
+    _BARRIER = barrier
+
+
+def time_hmc_workers(model, weights, n_chains, iterations, workers):
+    """n_chains split over ``workers`` processes (one BLAS thread each), timed together:
+    the wall time is the slowest worker's, the bare pass the workers' mean."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"      # inherited by the spawned workers
+    per = [n_chains // workers + (1 if i < n_chains % workers else 0) for i in range(workers)]
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(barrier,)) as pool:
+        parts = pool.map(_worker, [(model, weights, n, iterations, i) for i, n in enumerate(per)])
+    wall = max(p["wall"] for p in parts)
+    return dict(chains=n_chains, iterations=iterations, wall=wall,
+                evals=max(p["evals"] for p in parts),
+                bare=float(np.mean([p["bare"] for p in parts])),
+                acceptance=float(np.mean([p["acceptance"] for p in parts])), workers=workers)
+
+
+def random_weights(model, folder):
+    import caffe
+    caffe.set_random_seed(0)
+    net = caffe.Net(model, caffe.TEST)
+    path = os.path.join(folder, "lenet_random.caffemodel")
+    net.save(path)
+    return path
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _row(r):
+    per_iter = r["wall"] / r["iterations"]
+    min_per_sample = per_iter * PAPER["iterations"] / 60 / r["chains"]
+    spm = 1 / min_per_sample
+    return dict(r, per_iter=per_iter, min_per_sample=min_per_sample, spm=spm,
+                speedup=spm * PAPER_MIN_PER_SAMPLE, overhead=r["wall"] / (r["evals"] * r["bare"]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=os.path.join(REPO, "models", "lenet", "lenet_deploy.prototxt"))
+    p.add_argument("--weights", help="trained caffemodel (default: seeded random weights; "
+                                     "the cost does not depend on the weight values)")
+    p.add_argument("--batches", default="1,2,4,8,16,32,64",
+                   help="chain counts to time (default 1,2,4,8,16,32,64)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="also time each chain count >= this split over this many processes, "
+                        "as hmc_visualize.py --workers does (default 2; 1 = skip)")
+    p.add_argument("--iterations", type=int, default=10,
+                   help="HMC iterations timed per row (default 10; scaled to 300)")
+    p.add_argument("--no-full-run", action="store_true",
+                   help="skip the full 300-iteration single-chain run")
+    p.add_argument("--out", default=os.path.join(REPO, "results", "bench_hmc.md"))
+    args = p.parse_args(argv)
+
+    import caffe
+    caffe.set_mode_cpu()
+    batches = [int(v) for v in args.batches.split(",")]
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights or random_weights(args.model, tmp)
+        full = None
+        if not args.no_full_run:
+            full = _row(time_hmc(args.model, weights, 1, PAPER["iterations"]))
+            print(f"full single chain: {full['wall']:.1f} s/sample, overhead {full['overhead']:.3f}",
+                  flush=True)
+        for b in batches:
+            r = _row(dict(time_hmc(args.model, weights, b, args.iterations), workers=1))
+            rows.append(r)
+            print(f"1 process, {b:3d} chains: {r['per_iter']:.3f} s/iteration, "
+                  f"{r['speedup']:.2f}x paper, overhead {r['overhead']:.3f}", flush=True)
+        if args.workers > 1:
+            for b in batches:
+                if b < args.workers:
+                    continue
+                r = _row(time_hmc_workers(args.model, weights, b, args.iterations, args.workers))
+                rows.append(r)
+                print(f"{args.workers} processes, {b:3d} chains: {r['per_iter']:.3f} s/iteration, "
+                      f"{r['speedup']:.2f}x paper, overhead {r['overhead']:.3f}", flush=True)
+
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "# HMC visualization benchmark (LeNet, paper settings)",
+        "",
+        f"Command: `python tools/bench_hmc.py{(' ' + cmd) if cmd else ''}`",
+        "",
+        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}; CPU: {cpu_name()}, "
+        f"{os.cpu_count()} cores; load average at the end: "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; OPENBLAS_NUM_THREADS={blas_threads} "
+        "(worker processes: 1); weights: "
+        f"{args.weights or 'seeded random (the cost does not depend on the values)'}.",
+        "",
+        f"Settings: eps {PAPER['step_size']}, L {PAPER['n_leapfrog']}, sigma {PAPER['sigma']}, "
+        f"mass {PAPER['mass']}, {PAPER['iterations']} iterations per sample, node ip2 "
+        "(chains spread over the 10 classes). Paper: 0.4 min per sample on a GTX Titan, "
+        "one chain at a time = 2.5 samples/min.",
+        "",
+        f"Sweep: {args.iterations} timed iterations per row, scaled to {PAPER['iterations']} "
+        "(every iteration is exactly L forward/backward passes, so the cost per iteration "
+        "is constant). `bare` = one `net.forward()` + `net.backward()` of the same cut net "
+        "(input gradient only), timed in the same process as L passes after every HMC "
+        "iteration (interleaved, so both see the same CPU load), excluded from the HMC "
+        "time. overhead = HMC time / (gradient evaluations x bare). With several "
+        "processes, all start together (barrier); wall = slowest process.",
+        "",
+    ]
+    if full is not None:
+        lines += [
+            f"Full single-chain run ({PAPER['iterations']} iterations, no scaling): "
+            f"{full['wall']:.1f} s per sample = {full['spm']:.2f} samples/min = "
+            f"**{full['speedup']:.2f}x** the paper's speed; {full['evals']} gradient "
+            f"evaluations; bare pass {full['bare'] * 1e3:.3f} ms; overhead "
+            f"**{full['overhead']:.3f}**; acceptance {full['acceptance']:.3f}.",
+            ""]
+    lines += [
+        "| processes | chains | s / iteration | min / sample | samples / min | x paper speed | bare pass (ms) | overhead |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['workers']} | {r['chains']} | {r['per_iter']:.3f} | "
+                     f"{r['min_per_sample']:.4f} | {r['spm']:.2f} | {r['speedup']:.2f} | "
+                     f"{r['bare'] * 1e3:.3f} | {r['overhead']:.3f} |")
+    single = [r for r in rows if r["workers"] == 1]
+    best1 = max(single, key=lambda r: r["spm"]) if single else None
+    best = max(rows, key=lambda r: r["spm"]) if rows else None
+    lines += ["", "Targets (issue): >= 3x the paper's per-sample speed on 2 CPU cores; "
+                  "overhead <= 1.1.", ""]
+    if single and single[0]["chains"] == 1:
+        lines.append(f"- single chain: {single[0]['speedup']:.2f}x, overhead {single[0]['overhead']:.3f}")
+    if best1 is not None:
+        lines.append(f"- best batch, 1 process: {best1['chains']} chains, {best1['speedup']:.2f}x, "
+                     f"overhead {best1['overhead']:.3f}")
+    if best is not None and best is not best1:
+        lines.append(f"- best overall: {best['workers']} processes x {best['chains']} chains, "
+                     f"{best['speedup']:.2f}x, overhead {best['overhead']:.3f}")
+    lines.append("")
+    from gencaffe.atomic_io import atomic_write
+    with atomic_write(args.out, "w") as fh:
+        fh.write("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
