@@ -1,0 +1,385 @@
+"""Run the MNIST LeNet training approaches (DG, GG, GG+DG, GG+DG with an
+automatic ESS-based switch) for several seeds, resumably.
+
+Layout, under runs_dir (default runs/mnist):
+
+    dg/seed<N>/            solver.prototxt, train.log, lenet_iter_*.caffemodel, done.json
+    gg/seed<N>/            same; snapshots every epoch (the auto switch picks one)
+    gg_dg/seed<N>/stage1/  GG for 16 epochs   (solvers/lenet_gg_dg_stage1.prototxt)
+    gg_dg/seed<N>/stage2/  DG for 9 epochs from stage 1's snapshot, with -weights
+    gg_dg_auto/seed<N>/    switch.json, stage2/ (DG for the remaining epochs)
+
+A run is finished when done.json says so, matches the run's current spec
+(solver, seed, weights), its log reached "Optimization Done." and its final
+snapshot exists. Anything else in a run directory is an interrupted run: it is
+wiped and restarted from iteration 0 (Caffe's -snapshot resume would restart
+the Data layer at the first record and so change the data order).
+
+gg_dg_auto (beyond the paper): the GG run of the same seed logs the ESS fraction
+on the test set after every epoch; the switch epoch is the first epoch whose
+test ESS is below the threshold, and DG tuning (base_lr 0.003, as the paper's
+stage 2) starts from GG's snapshot of that epoch for the remaining epochs. The
+GG run is deterministic for a given seed on the CPU, so its log and per-epoch
+snapshots are exactly what a GG process watched and stopped at that epoch
+would have produced; reusing them saves training it twice.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+from . import caffe_log
+from . import solver_config
+
+APPROACHES = ("dg", "gg", "gg_dg", "gg_dg_auto")
+TOTAL_EPOCHS = 25
+
+SOLVERS = {
+    "dg": "solvers/lenet_dg.prototxt",
+    "gg": "solvers/lenet_gg.prototxt",
+    "stage1": "solvers/lenet_gg_dg_stage1.prototxt",
+    "stage2": "solvers/lenet_gg_dg_stage2.prototxt",
+}
+SNAPSHOT_BASENAME = "lenet"
+DONE_NAME = "done.json"
+LOG_NAME = "train.log"
+PARTIAL_LOG_NAME = "train.log.partial"
+SWITCH_NAME = "switch.json"
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Settings:
+    repo: str                      # caffe runs with this as its working directory
+    caffe: str                     # path of the caffe binary
+    runs_dir: str                  # relative to repo, e.g. runs/mnist
+    epochs_scale: float = 1.0
+    ess_threshold: float = 0.15
+    progress_every_s: float = 60.0
+    log: Callable[[str], None] = print
+    threads_per_job: int = 1
+    retries: int = 0               # extra attempts for a run whose caffe failed
+
+    @property
+    def iterations_per_epoch(self):
+        return solver_config.scaled_iterations_per_epoch(self.epochs_scale)
+
+
+# ------------------------------------------------------------- one caffe run
+
+@dataclass
+class TrainingRun:
+    """One `caffe train` invocation with its own directory."""
+    label: str                     # for progress output, e.g. "gg_dg seed3 stage2"
+    run_dir: str                   # relative to repo
+    solver_template: str           # committed solver, relative to repo
+    seed: int
+    epochs: int
+    weights: Optional[str] = None  # -weights caffemodel, relative to repo
+    snapshot_every_epoch: bool = False
+    epoch_offset: int = 0          # epochs trained before this run (for curves)
+
+    def snapshot_prefix(self):
+        return os.path.join(self.run_dir, SNAPSHOT_BASENAME)
+
+    def solver_path(self):
+        return os.path.join(self.run_dir, "solver.prototxt")
+
+    def log_path(self):
+        return os.path.join(self.run_dir, LOG_NAME)
+
+    def max_iter(self, settings):
+        return self.epochs * settings.iterations_per_epoch
+
+    def final_snapshot(self, settings):
+        return solver_config.final_snapshot_path(self.snapshot_prefix(), self.max_iter(settings))
+
+    def epoch_snapshot(self, settings, epoch):
+        return solver_config.final_snapshot_path(self.snapshot_prefix(),
+                                                 epoch * settings.iterations_per_epoch)
+
+    def spec(self, settings):
+        """Everything that determines the run's result; done.json must match it."""
+        template = solver_config.load_solver(os.path.join(settings.repo, self.solver_template))
+        solver = solver_config.run_solver(template, self.seed, self.snapshot_prefix(), self.epochs,
+                                          settings.iterations_per_epoch, self.snapshot_every_epoch)
+        return {"solver_template": self.solver_template, "solver": solver_config.solver_text(solver),
+                "seed": self.seed, "epochs": self.epochs, "weights": self.weights,
+                # a retrained earlier stage (new weights file) makes this stage stale
+                "weights_sha256": _file_sha256(os.path.join(settings.repo, self.weights))
+                if self.weights else None,
+                "iterations_per_epoch": settings.iterations_per_epoch}
+
+    def is_complete(self, settings):
+        absolute = lambda p: os.path.join(settings.repo, p)
+        try:
+            with open(absolute(os.path.join(self.run_dir, DONE_NAME))) as handle:
+                done = json.load(handle)
+        except (OSError, ValueError):
+            return False
+        if done.get("spec") != self.spec(settings):
+            return False
+        if not os.path.exists(absolute(self.final_snapshot(settings))):
+            return False
+        return caffe_log.parse_file(absolute(self.log_path())).finished
+
+    def parsed_log(self, settings):
+        return caffe_log.parse_file(os.path.join(settings.repo, self.log_path()))
+
+    def execute(self, settings, registry):
+        """Train from scratch in a clean run_dir; raise RunFailed on failure."""
+        absolute = lambda p: os.path.join(settings.repo, p)
+        spec = self.spec(settings)
+        run_dir = absolute(self.run_dir)
+        if os.path.isdir(run_dir):
+            shutil.rmtree(run_dir)  # an interrupted or outdated run: start clean
+        os.makedirs(run_dir)
+        solver_config.write_text_atomic(absolute(self.solver_path()), spec["solver"])
+        command = [settings.caffe, "train", "-solver", self.solver_path()]
+        if self.weights:
+            command += ["-weights", self.weights]
+        env = dict(os.environ)
+        threads = str(settings.threads_per_job)
+        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                   GLOG_logtostderr="1")
+        partial_log = absolute(os.path.join(self.run_dir, PARTIAL_LOG_NAME))
+        settings.log("[%s] start: %s" % (self.label, " ".join(command)))
+        started = time.time()
+        with open(partial_log, "w") as log_handle:
+            log_handle.write("# command: %s\n" % " ".join(command))
+            log_handle.flush()
+            process = subprocess.Popen(command, cwd=settings.repo, env=env, stdout=log_handle,
+                                       stderr=subprocess.STDOUT)
+            registry.add(process)
+            try:
+                self._wait_with_progress(process, partial_log, settings, started)
+            finally:
+                registry.discard(process)
+        parsed = caffe_log.parse_file(partial_log)
+        if process.returncode != 0 or not parsed.finished:
+            raise RunFailed("[%s] caffe exited with %s; see %s:\n%s" % (
+                self.label, process.returncode, partial_log, _tail(partial_log)))
+        if not os.path.exists(absolute(self.final_snapshot(settings))):
+            raise RunFailed("[%s] no final snapshot %s" % (self.label, self.final_snapshot(settings)))
+        os.replace(partial_log, absolute(self.log_path()))
+        for name in os.listdir(run_dir):
+            if name.endswith(".solverstate"):  # never resumed from (restarts are clean)
+                os.remove(os.path.join(run_dir, name))
+        done = {"spec": spec, "seconds": round(time.time() - started, 1),
+                "caffe_build": build_fingerprint(settings.caffe),
+                "final_test": parsed.final_test().outputs if parsed.final_test() else None}
+        solver_config.write_text_atomic(absolute(os.path.join(self.run_dir, DONE_NAME)),
+                                        json.dumps(done, indent=2, sort_keys=True) + "\n")
+        settings.log("[%s] done in %.0f s; final test %s" % (self.label, done["seconds"],
+                                                             _format_outputs(done["final_test"])))
+
+    def _wait_with_progress(self, process, log_path, settings, started):
+        total = self.max_iter(settings)
+        while True:
+            try:
+                process.wait(timeout=settings.progress_every_s)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            parsed = caffe_log.parse_file(log_path)
+            done_iters = parsed.last_iteration
+            elapsed = time.time() - started
+            eta = elapsed / done_iters * (total - done_iters) if done_iters else float("nan")
+            last = parsed.final_test()
+            settings.log("[%s] iter %d/%d (%.0f%%), last test %s, eta %.0f min" % (
+                self.label, done_iters, total, 100.0 * done_iters / total,
+                _format_outputs(last.outputs if last else None), eta / 60))
+
+
+def _file_sha256(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def build_fingerprint(caffe_binary):
+    """sha256 of the caffe binary and the libcaffe next to it: which build (and so
+    which GenerativeLoss layer) produced a run. Recorded, not compared: a rebuild
+    must not invalidate finished runs by itself."""
+    fingerprint = {}
+    lib_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(caffe_binary))), "lib")
+    for path in (caffe_binary, os.path.join(lib_dir, "libcaffe.so")):
+        fingerprint[os.path.basename(path)] = _file_sha256(path)
+    return fingerprint
+
+
+def _format_outputs(outputs):
+    if not outputs:
+        return "-"
+    return ", ".join("%s %.4g" % item for item in sorted(outputs.items()))
+
+
+def _tail(path, lines=15):
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class ProcessRegistry:
+    """Live caffe processes, so an interrupted driver can stop them all."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._processes = set()
+
+    def add(self, process):
+        with self._lock:
+            self._processes.add(process)
+
+    def discard(self, process):
+        with self._lock:
+            self._processes.discard(process)
+
+    def terminate_all(self):
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# ------------------------------------------------------------- approaches
+
+def seed_dir(settings, approach, seed):
+    return os.path.join(settings.runs_dir, approach, "seed%d" % seed)
+
+
+def dg_run(settings, seed):
+    return TrainingRun("dg seed%d" % seed, seed_dir(settings, "dg", seed), SOLVERS["dg"], seed,
+                       TOTAL_EPOCHS)
+
+
+def gg_run(settings, seed):
+    return TrainingRun("gg seed%d" % seed, seed_dir(settings, "gg", seed), SOLVERS["gg"], seed,
+                       TOTAL_EPOCHS, snapshot_every_epoch=True)
+
+
+def gg_dg_runs(settings, seed):
+    base = seed_dir(settings, "gg_dg", seed)
+    stage1_epochs = solver_config.solver_epochs(
+        solver_config.load_solver(os.path.join(settings.repo, SOLVERS["stage1"])))
+    stage1 = TrainingRun("gg_dg seed%d stage1" % seed, os.path.join(base, "stage1"),
+                         SOLVERS["stage1"], seed, stage1_epochs)
+    stage2 = TrainingRun("gg_dg seed%d stage2" % seed, os.path.join(base, "stage2"),
+                         SOLVERS["stage2"], seed, TOTAL_EPOCHS - stage1_epochs,
+                         weights=stage1.final_snapshot(settings), epoch_offset=stage1_epochs)
+    return stage1, stage2
+
+
+def choose_switch_epoch(gg_log, iterations_per_epoch, threshold, total_epochs=TOTAL_EPOCHS):
+    """First epoch e in 1..total_epochs-1 whose test-pass ESS fraction is below
+    threshold, or None. Epoch 0 (the untrained net) is never a switch point, and
+    switching at the last epoch would leave no DG stage."""
+    for test in gg_log.tests():
+        if test.iteration == 0 or test.iteration % iterations_per_epoch:
+            continue
+        epoch = test.iteration // iterations_per_epoch
+        ess = test.outputs.get("ess")
+        if ess is None:
+            raise RunFailed("the GG log has no 'ess' test output; is the GenerativeLoss "
+                            "layer's second top in the net?")
+        if epoch < total_epochs and ess < threshold:
+            return epoch
+    return None
+
+
+def gg_dg_auto_stage2(settings, seed, switch_epoch):
+    gg = gg_run(settings, seed)
+    return TrainingRun("gg_dg_auto seed%d stage2" % seed,
+                       os.path.join(seed_dir(settings, "gg_dg_auto", seed), "stage2"),
+                       SOLVERS["stage2"], seed, TOTAL_EPOCHS - switch_epoch,
+                       weights=gg.epoch_snapshot(settings, switch_epoch), epoch_offset=switch_epoch)
+
+
+# ------------------------------------------------------------- pipelines
+
+@dataclass
+class Runner:
+    settings: Settings
+    registry: ProcessRegistry = field(default_factory=ProcessRegistry)
+    _locks: Dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    trainings_finished: int = 0  # successful caffe runs by this Runner (for reporting)
+
+    def ensure(self, run):
+        """Run `run` unless it is already complete (one thread per run_dir)."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(run.run_dir, threading.Lock())
+        with lock:
+            if run.is_complete(self.settings):
+                self.settings.log("[%s] already complete, skipped" % run.label)
+                return
+            for attempt in range(self.settings.retries + 1):
+                try:
+                    run.execute(self.settings, self.registry)
+                    break
+                except RunFailed as err:
+                    # e.g. libcaffe relinked under a running process by a rebuild
+                    if attempt == self.settings.retries:
+                        raise
+                    self.settings.log("%s\n[%s] retrying from scratch" % (err, run.label))
+        with self._locks_guard:
+            self.trainings_finished += 1
+
+    def run_approach(self, approach, seed):
+        settings = self.settings
+        if approach == "dg":
+            self.ensure(dg_run(settings, seed))
+        elif approach == "gg":
+            self.ensure(gg_run(settings, seed))
+        elif approach == "gg_dg":
+            for run in gg_dg_runs(settings, seed):
+                self.ensure(run)
+        elif approach == "gg_dg_auto":
+            gg = gg_run(settings, seed)
+            self.ensure(gg)
+            switch_epoch = choose_switch_epoch(gg.parsed_log(settings),
+                                               settings.iterations_per_epoch,
+                                               settings.ess_threshold)
+            write_switch_record(settings, seed, switch_epoch, gg)
+            if switch_epoch is None:
+                settings.log("[gg_dg_auto seed%d] test ESS never fell below %g: no switch, "
+                             "the GG run is the result" % (seed, settings.ess_threshold))
+                return
+            settings.log("[gg_dg_auto seed%d] switching to DG after epoch %d" % (seed, switch_epoch))
+            self.ensure(gg_dg_auto_stage2(settings, seed, switch_epoch))
+        else:
+            raise ValueError("unknown approach %r" % approach)
+
+
+def write_switch_record(settings, seed, switch_epoch, gg):
+    record = {"ess_threshold": settings.ess_threshold, "switch_epoch": switch_epoch,
+              "gg_run": gg.run_dir,
+              "weights": gg.epoch_snapshot(settings, switch_epoch) if switch_epoch else None}
+    path = os.path.join(settings.repo, seed_dir(settings, "gg_dg_auto", seed), SWITCH_NAME)
+    solver_config.write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def read_switch_record(settings, seed):
+    path = os.path.join(settings.repo, seed_dir(settings, "gg_dg_auto", seed), SWITCH_NAME)
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,172 @@
+"""The MNIST reproduction driver (gencaffe.mnist_runs / mnist_report) with a
+fake caffe binary (tests/fixtures/fake_caffe.py): per-run solver copies,
+resumability, the ESS-based switch and the table, without real training."""
+import os
+import shutil
+import statistics
+import stat
+import sys
+
+import pytest
+
+pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built (solver copies need it)")
+
+from gencaffe import caffe_log, mnist_report, mnist_runs, solver_config  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE_CAFFE = os.path.join(REPO, "tests", "fixtures", "fake_caffe.py")
+SCALE = 2 / 938.0  # 2 iterations per "epoch": 25 epochs = 50 iterations
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A repo copy with the committed solvers/models and a fake caffe."""
+    for folder in ("solvers", "models"):
+        shutil.copytree(os.path.join(REPO, folder), tmp_path / folder)
+    caffe = tmp_path / "caffe"
+    caffe.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKE_CAFFE))
+    caffe.chmod(caffe.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    monkeypatch.setenv("FAKE_CAFFE_CALLS", str(calls))
+    messages = []
+    settings = mnist_runs.Settings(repo=str(tmp_path), caffe=str(caffe), runs_dir="runs/mnist",
+                                   epochs_scale=SCALE, ess_threshold=0.1, progress_every_s=1e9,
+                                   log=messages.append)
+    return settings, calls
+
+
+def call_lines(calls):
+    return [line for line in calls.read_text().splitlines() if line]
+
+
+def test_committed_solvers_are_copied_not_edited(sandbox):
+    settings, _ = sandbox
+    before = {n: open(os.path.join(REPO, "solvers", n)).read() for n in os.listdir(os.path.join(REPO, "solvers"))}
+    mnist_runs.Runner(settings).run_approach("dg", seed=3)
+    copy = solver_config.load_solver(os.path.join(settings.repo, "runs/mnist/dg/seed3/solver.prototxt"))
+    assert copy.random_seed == 3
+    assert copy.snapshot_prefix == "runs/mnist/dg/seed3/lenet"
+    assert (copy.max_iter, copy.test_interval) == (50, 2)
+    assert copy.base_lr == pytest.approx(0.01) and copy.net == "models/lenet/lenet_dg.prototxt"
+    after = {n: open(os.path.join(REPO, "solvers", n)).read() for n in before}
+    assert before == after
+
+
+def test_finished_runs_are_not_redone(sandbox):
+    settings, calls = sandbox
+    runner = mnist_runs.Runner(settings)
+    runner.run_approach("gg_dg", seed=1)
+    assert [line.split()[0] for line in call_lines(calls)] == [
+        "runs/mnist/gg_dg/seed1/stage1/solver.prototxt", "runs/mnist/gg_dg/seed1/stage2/solver.prototxt"]
+    # stage 2 starts from stage 1's final snapshot (16 epochs x 2 iterations)
+    assert call_lines(calls)[1].split()[1] == "runs/mnist/gg_dg/seed1/stage1/lenet_iter_32.caffemodel"
+    runner.run_approach("gg_dg", seed=1)
+    assert len(call_lines(calls)) == 2
+
+
+def test_interrupted_run_is_restarted_cleanly(sandbox, monkeypatch):
+    settings, calls = sandbox
+    monkeypatch.setenv("FAKE_CAFFE_FAIL_AT", "7")
+    with pytest.raises(mnist_runs.RunFailed, match="simulated crash"):
+        mnist_runs.Runner(settings).run_approach("dg", seed=2)
+    run_dir = os.path.join(settings.repo, "runs/mnist/dg/seed2")
+    assert not os.path.exists(os.path.join(run_dir, mnist_runs.DONE_NAME))
+    assert not mnist_runs.dg_run(settings, 2).is_complete(settings)
+    open(os.path.join(run_dir, "stale.caffemodel"), "w").close()
+
+    monkeypatch.delenv("FAKE_CAFFE_FAIL_AT")
+    mnist_runs.Runner(settings).run_approach("dg", seed=2)
+    assert not os.path.exists(os.path.join(run_dir, "stale.caffemodel"))
+    assert not os.path.exists(os.path.join(run_dir, mnist_runs.PARTIAL_LOG_NAME))
+    assert mnist_runs.dg_run(settings, 2).is_complete(settings)
+    assert len(call_lines(calls)) == 2
+
+
+def test_run_with_a_deleted_final_snapshot_is_redone(sandbox):
+    settings, calls = sandbox
+    mnist_runs.Runner(settings).run_approach("dg", seed=1)
+    os.remove(os.path.join(settings.repo, mnist_runs.dg_run(settings, 1).final_snapshot(settings)))
+    mnist_runs.Runner(settings).run_approach("dg", seed=1)
+    assert len(call_lines(calls)) == 2
+
+
+def test_auto_switch_uses_the_gg_snapshot_of_the_first_low_ess_epoch(sandbox):
+    settings, calls = sandbox
+    mnist_runs.Runner(settings).run_approach("gg_dg_auto", seed=1)
+    # fake ess = 0.5 / (epoch + 1): first epoch below 0.1 is epoch 5 (0.083)
+    record = mnist_runs.read_switch_record(settings, 1)
+    assert record["switch_epoch"] == 5
+    stage2_solver, weights = call_lines(calls)[1].split()
+    assert weights == "runs/mnist/gg/seed1/lenet_iter_10.caffemodel"
+    stage2 = solver_config.load_solver(os.path.join(settings.repo, stage2_solver))
+    assert stage2.max_iter == (25 - 5) * 2 and stage2.base_lr == pytest.approx(0.003)
+    # the GG run it reused counts as the gg approach too
+    mnist_runs.Runner(settings).run_approach("gg", seed=1)
+    assert len(call_lines(calls)) == 2
+
+    result = mnist_report.collect_seed(settings, "gg_dg_auto", 1)
+    assert result.complete and result.switch_epoch == 5
+    epochs = [p.epoch for p in result.test_curve]
+    assert epochs == sorted(epochs) and epochs[0] == 0 and epochs[-1] == 25
+    assert len(epochs) == len(set(epochs)) == 26
+    assert [p.objective for p in result.test_curve][:6] == ["GG"] * 6
+    # final error: stage 2's last test pass (its epoch 20): 0.95 + 0.020 - 0.0005
+    assert result.final_error_percent == pytest.approx(100 * (1 - 0.9695))
+
+
+def test_threshold_never_reached_means_no_switch(sandbox):
+    settings, calls = sandbox
+    settings.ess_threshold = 0.001
+    mnist_runs.Runner(settings).run_approach("gg_dg_auto", seed=1)
+    assert mnist_runs.read_switch_record(settings, 1)["switch_epoch"] is None
+    assert len(call_lines(calls)) == 1
+    result = mnist_report.collect_seed(settings, "gg_dg_auto", 1)
+    assert result.complete and result.switch_epoch is None
+
+
+def make_log(ess_by_epoch, per_epoch=10):
+    lines = []
+    for epoch, ess in enumerate(ess_by_epoch):
+        lines.append("I0 solver.cpp:347] Iteration %d, Testing net (#0)" % (epoch * per_epoch))
+        lines.append("I0 solver.cpp:414]     Test net output #0: ess = %g" % ess)
+    return caffe_log.parse_lines(lines)
+
+
+def test_choose_switch_epoch():
+    choose = mnist_runs.choose_switch_epoch
+    assert choose(make_log([0.05, 0.3, 0.2, 0.09, 0.05]), 10, 0.1) == 3   # epoch 0 never counts
+    assert choose(make_log([1.0, 0.3, 0.2]), 10, 0.1) is None
+    assert choose(make_log([1.0] * 25 + [0.01]), 10, 0.1, total_epochs=25) is None  # no DG left
+    with pytest.raises(mnist_runs.RunFailed, match="ess"):
+        choose(caffe_log.parse_lines(["I0 solver.cpp:347] Iteration 10, Testing net (#0)",
+                                      "I0 solver.cpp:414]     Test net output #0: loss = 1"]), 10, 0.1)
+
+
+def test_table_reports_each_seed_and_mean_sd(sandbox):
+    settings, _ = sandbox
+    runner = mnist_runs.Runner(settings)
+    for seed in (1, 2, 4):
+        runner.run_approach("dg", seed)
+    results = mnist_report.collect(settings, ["dg", "gg"], [1, 2, 4, 5])
+    table = mnist_report.table_markdown(results, [1, 2, 4, 5], settings)
+    errors = [100 * (1 - (0.95 + 0.025 - 0.0005 * s)) for s in (1, 2, 4)]
+    row = next(line for line in table.splitlines() if line.startswith("| DG |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:4] == ["%.2f" % e for e in errors] and cells[4] == "pending"
+    assert cells[5] == "%.2f ± %.2f (3)" % (statistics.mean(errors), statistics.stdev(errors))
+    assert cells[6] == "1.03"
+    assert "| GG | pending | pending | pending | pending | - | 0.85 |" in table
+    assert "smoke run" in table  # scaled epochs are flagged as not paper-comparable
+
+
+def test_later_stage_is_redone_when_its_input_snapshot_changes(sandbox):
+    settings, calls = sandbox
+    mnist_runs.Runner(settings).run_approach("gg_dg", seed=1)
+    stage1, stage2 = mnist_runs.gg_dg_runs(settings, 1)
+    assert stage2.is_complete(settings)
+    with open(os.path.join(settings.repo, stage1.final_snapshot(settings)), "w") as handle:
+        handle.write("other weights")  # as if stage 1 had been retrained differently
+    assert stage1.is_complete(settings) and not stage2.is_complete(settings)
+    mnist_runs.Runner(settings).run_approach("gg_dg", seed=1)
+    assert len(call_lines(calls)) == 3
