@@ -68,8 +68,12 @@ echo "deb-src [signed-by=$keyring] $uri $UPSTREAM_SUITE main" > "$state/sources.
 apt_opts=(-o "Dir::Etc::SourceList=$state/sources.list" -o "Dir::Etc::SourceParts=$state/none"
           -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache" -o "APT::Sandbox::User=root")
 echo "fetch_upstream: apt-get source $UPSTREAM_PACKAGE=$UPSTREAM_VERSION (suite $UPSTREAM_SUITE)"
-apt-get -q "${apt_opts[@]}" update >"$state/update.log" 2>&1 ||
-  { cat "$state/update.log" >&2; die "apt-get update for the $UPSTREAM_SUITE deb-src entry failed (network down?). Retry when the archive is reachable, or copy the three files ($UPSTREAM_DSC, $UPSTREAM_ORIG, $UPSTREAM_DEBIAN) into $cache."; }
+# apt-get update exits 0 on fetch failures; a Sources index must exist after it.
+if ! apt-get -q "${apt_opts[@]}" update >"$state/update.log" 2>&1 ||
+   ! compgen -G "$state/lists/*Sources*" >/dev/null; then
+  cat "$state/update.log" >&2
+  die "apt-get update for the $UPSTREAM_SUITE deb-src entry failed (network down?). Retry when the archive is reachable, or copy the three files ($UPSTREAM_DSC, $UPSTREAM_ORIG, $UPSTREAM_DEBIAN) into $cache."
+fi
 (cd "$state/dl" && apt-get -q "${apt_opts[@]}" source --download-only "$UPSTREAM_PACKAGE=$UPSTREAM_VERSION") >"$state/source.log" 2>&1 ||
   { cat "$state/source.log" >&2; die "apt-get source $UPSTREAM_PACKAGE=$UPSTREAM_VERSION failed (see above)."; }
 

@@ -35,5 +35,5 @@ fi
 # Debian's python3-numpy puts numpy 1.x headers where CMake may pick them up for
 # a different interpreter; pycaffe then fails with "_ARRAY_API not found".
 # We pass CMake the interpreter's own paths (Makefile), so it is not needed.
-"$python" -m pip install -q --disable-pip-version-check -r "$here/../requirements.txt"
+"$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$here/../requirements.txt"
 echo "install_deps: Python packages present for $("$python" -c 'import sys; print(sys.executable)')"
