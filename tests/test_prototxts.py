@@ -121,7 +121,9 @@ def test_same_lenet_body_everywhere_so_weights_transfer():
 
 def test_deploy_net():
     deploy = net("models/lenet/lenet_deploy.prototxt")
-    assert list(deploy.input) == ["data"] and list(deploy.input_shape[0].dim) == [1, 1, 28, 28]
+    data = deploy.layer[0]
+    assert data.type == "Input" and list(data.top) == ["data"]
+    assert list(data.input_param.shape[0].dim) == [1, 1, 28, 28]
     assert deploy.force_backward
     assert deploy.layer[-1].name == "ip2"
     assert not [l for l in deploy.layer if l.type in ("Data", "SoftmaxWithLoss", "GenerativeLoss",
