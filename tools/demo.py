@@ -10,7 +10,10 @@
 4. HMC samples of the ten digit classes (python/hmc_visualize.py, the paper's
    LeNet settings with fewer iterations, after a short step-size warm-up: with
    the journal's fixed step the chains barely leave the initial noise in a
-   few hundred iterations, see README) as a PNG grid.
+   few hundred iterations) at temperature 0.1, as a PNG grid. The target is
+   then N(sigma^2 grad f, 0.1 sigma^2 I) locally: the same digit as at T = 1
+   with the reference noise cut from sigma to 0.32 sigma; at T = 1 a LeNet's
+   digits are buried in that noise (see README).
 Finished steps are not redone (delete the output dir to start over).
 """
 import argparse
@@ -38,6 +41,8 @@ def parse_args(argv=None):
                         help="HMC iterations per chain (paper: 300; default %(default)s)")
     parser.add_argument("--hmc-chains", type=int, default=4,
                         help="HMC chains per digit class (default %(default)s)")
+    parser.add_argument("--hmc-temperature", type=float, default=0.1,
+                        help="HMC temperature T (1 = the untempered model; default %(default)s)")
     parser.add_argument("--hmc-warmup", type=int, default=50,
                         help="HMC warm-up iterations adapting the step size (0 = the paper's "
                              "fixed step; default %(default)s)")
@@ -91,6 +96,7 @@ def main(argv=None):
                "--model", "models/lenet/lenet_deploy.prototxt", "--weights", weights,
                "--nodes", "ip2:0-9", "--iterations", str(args.hmc_iterations),
                "--chains", str(args.hmc_chains), "--warmup", str(args.hmc_warmup),
+               "--temperature", str(args.hmc_temperature),
                "--seed", str(args.seed), "--out-dir", hmc_dir]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
     env.setdefault("GLOG_minloglevel", "2")
