@@ -239,8 +239,14 @@ def main(argv=None):
         if not args.no_progress:
             from tqdm import tqdm
 
+            # Into a log file (not a terminal) every redraw is kept: there, one
+            # redraw every 30 s instead of several per second.
+            interactive = sys.stderr.isatty()
+
             def progress(total):
-                return tqdm(total=total, unit="it", desc="HMC", dynamic_ncols=True)
+                return tqdm(total=total, unit="it", desc="HMC", dynamic_ncols=True,
+                            mininterval=0.1 if interactive else 30.0,
+                            ascii=not interactive)
         summary = visualize.run(cfg, progress)
     except (caffe_target.NetSetupError, ValueError, OSError) as err:
         # user-facing problems (bad node, weights, mean file, image): a message, no traceback

@@ -346,6 +346,21 @@ def test_cli_is_reproducible_with_a_seed(small_net, tmp_path):
                                   np.load(tmp_path / "b" / "score_2_samples.npy"))
 
 
+def test_progress_bar_into_a_log_is_not_redrawn_every_iteration(small_net, tmp_path, capsys):
+    # stderr captured = not a terminal, as when the demo's output goes to a log
+    import hmc_visualize
+    proto, weights = small_net
+    rc = hmc_visualize.main([
+        "--model", proto, "--weights", weights, "--nodes", "score:0", "--chains", "2",
+        "--iterations", "30", "-L", "2", "--step-size", "0.01", "--mass", "1",
+        "--out-dir", str(tmp_path / "out")])
+    assert rc == 0
+    err = capsys.readouterr().err
+    redraws = err.count("HMC:")
+    assert 1 <= redraws <= 3, f"{redraws} redraws for 30 iterations"
+    assert "30/30" in err                    # the final state is still shown
+
+
 def test_cli_reports_bad_nodes_without_a_traceback(small_net, tmp_path, capsys):
     import hmc_visualize
     proto, weights = small_net

@@ -310,7 +310,7 @@ def run(cfg: RunConfig, progress_factory=None) -> dict:
     """Sample every requested node and write all outputs; returns the summary dict.
 
     ``progress_factory(total)`` may return an object with ``update(n)`` and
-    ``set_postfix_str(s)`` (a tqdm bar); None runs silently.
+    ``set_postfix_str(s, refresh=False)`` (a tqdm bar); None runs silently.
     """
     _set_caffe_mode(cfg.gpu)
     plans = plan_nodes(cfg)
@@ -323,8 +323,9 @@ def run(cfg: RunConfig, progress_factory=None) -> dict:
 
     def tick(acc):
         if bar is not None:
+            # refresh=False: the bar redraws on update() at its own pace
+            bar.set_postfix_str(f"accept {acc:.2f}", refresh=False)
             bar.update(1)
-            bar.set_postfix_str(f"accept {acc:.2f}")
 
     outcomes = _run_tasks(cfg, tasks, tick)
     if bar is not None:
