@@ -5,6 +5,8 @@
 #   make test     build, then all upstream Caffe CPU gtests + ours, then pytest tests/
 #   make cuda     CUDA build (sm_90 + PTX 90; no cuDNN)             -> build/cuda
 #   make test-gpu the same suite against build/cuda (GPU tests run where a GPU is)
+#   make device-bundle  a lean CUDA build packed for a GPU machine without
+#                 Caffe's libraries (tools/device_bundle.py, tools/gpu_checks.sh)
 #   make demo     MNIST: data, GG pre-training + DG tuning, test error, HMC samples
 #   make install  puts `caffe` on PATH and makes `import caffe` work (PREFIX=~/.local)
 #   make bench    benchmarks (results/ files)
@@ -23,6 +25,8 @@ JOBS ?= $(shell nproc)
 PREFIX ?= $(HOME)/.local
 CPU_BUILD ?= build/cpu
 CUDA_BUILD ?= build/cuda
+DEVICE_BUILD ?= build/cuda-device
+DEVICE_BUNDLE ?= .device-bundle
 CUDA_ARCH_BIN ?= 90
 CUDA_ARCH_PTX ?= 90
 CCACHE := $(shell command -v ccache 2>/dev/null)
@@ -37,9 +41,16 @@ CPU_CMAKE_FLAGS = -DCPU_ONLY=ON
 CUDA_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DUSE_NCCL=ON \
   -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$(CUDA_ARCH_BIN)" "-DCUDA_ARCH_PTX=$(CUDA_ARCH_PTX)"
 
+# the GPU-machine bundle: a CUDA build with only the libraries the tests need
+# (no OpenCV, LevelDB, NCCL or pycaffe), so that it and its shared-library
+# closure fit the device tool's 64 MiB carry limit
+DEVICE_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DUSE_NCCL=OFF \
+  -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DBUILD_python=OFF -DBUILD_python_layer=OFF \
+  -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$(CUDA_ARCH_BIN)" "-DCUDA_ARCH_PTX=$(CUDA_ARCH_PTX)"
+
 BUILD_TARGETS = all
 
-.PHONY: all cpu deps test cuda test-gpu demo install bench clean distclean
+.PHONY: all cpu deps test cuda test-gpu device-bundle demo install bench clean distclean
 
 all: cpu
 
@@ -53,6 +64,9 @@ $(CPU_BUILD)/CMakeCache.txt:
 
 $(CUDA_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(CUDA_BUILD) $(COMMON_CMAKE_FLAGS) $(CUDA_CMAKE_FLAGS)
+
+$(DEVICE_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(DEVICE_BUILD) $(COMMON_CMAKE_FLAGS) $(DEVICE_CMAKE_FLAGS)
 
 cpu: $(CPU_BUILD)/CMakeCache.txt
 	tools/prepare_source.sh $(CPU_BUILD)/caffe-src
@@ -70,6 +84,11 @@ cuda: deps $(CUDA_BUILD)/CMakeCache.txt
 test-gpu: cuda
 	cmake --build $(CUDA_BUILD) -j $(JOBS) --target test.testbin
 	$(PY) tools/run_tests.py --build $(CUDA_BUILD)
+
+device-bundle: deps $(DEVICE_BUILD)/CMakeCache.txt
+	tools/prepare_source.sh $(DEVICE_BUILD)/caffe-src
+	cmake --build $(DEVICE_BUILD) -j $(JOBS) --target caffe.bin test.testbin
+	$(PY) tools/device_bundle.py --build $(DEVICE_BUILD) --out $(DEVICE_BUNDLE)
 
 demo: deps
 	$(MAKE) cpu

@@ -8,6 +8,9 @@ In one run:
      call, measured the same way, is subtracted;
   2. `caffe time` of LeNet (models/lenet/lenet_dg.prototxt vs lenet_gg.prototxt,
      MNIST LMDB input) - the whole-net iteration time with each loss.
+With --caffe-time-only (no pycaffe needed, e.g. on a GPU machine carrying a
+tools/device_bundle.py bundle), step 1 uses `caffe time`'s per-layer timer on
+Input-fed nets instead, and step 2 is skipped.
 Repetitions alternate between the two losses (ABAB...), so load drift on the
 machine hits both alike; the ratio uses the best (minimum) of the repetitions,
 the usual estimate of a cost under additive interference, and medians are
@@ -28,6 +31,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "python"))
+
+from gencaffe.atomic_io import atomic_write  # noqa: E402
 SHAPES = [(64, 10), (256, 1000), (1024, 1000)]
 
 
@@ -95,16 +101,67 @@ def bench_layers(repeats, gpu):
     return rows
 
 
-def caffe_time(caffe_bin, model, iterations, gpu):
+def run_caffe_time(caffe_bin, model, iterations, gpu):
+    """stderr (glog) of `caffe time`; exits with its tail on failure."""
     cmd = [caffe_bin, "time", "-model", model, "-iterations", str(iterations)]
     if gpu:
         cmd += ["-gpu", "0"]
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")  # inherits --threads
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    match = re.search(r"Average Forward-Backward: ([0-9.eE+-]+) ms", out.stderr)
-    if out.returncode != 0 or not match:
+    if out.returncode != 0 or "Average Forward-Backward" not in out.stderr:
         sys.exit(f"bench: `{' '.join(cmd)}` failed:\n{out.stderr[-3000:]}")
-    return float(match.group(1))
+    return out.stderr
+
+
+def caffe_time(caffe_bin, model, iterations, gpu):
+    """Whole-net forward+backward milliseconds per iteration."""
+    log = run_caffe_time(caffe_bin, model, iterations, gpu)
+    return float(re.search(r"Average Forward-Backward: ([0-9.eE+-]+) ms", log).group(1))
+
+
+def layer_time_ms(log, layer):
+    """Forward + backward milliseconds of one layer from `caffe time`'s per-layer lines."""
+    total = 0.0
+    for phase in ("forward", "backward"):
+        m = re.search(rf"\b{re.escape(layer)}\t{phase}: ([0-9.eE+-]+) ms", log)
+        if not m:
+            sys.exit(f"bench: no '{layer} {phase}' time in the `caffe time` output")
+        total += float(m.group(1))
+    return total
+
+
+def loss_net_text(loss_type, n, c):
+    """A net of two Input blobs (scores N x C, labels N, all zero) and one loss layer."""
+    return (f'name: "{loss_type}_{n}x{c}"\nforce_backward: true\n'
+            f'layer {{ name: "scores" type: "Input" top: "scores" '
+            f'input_param {{ shape {{ dim: {n} dim: {c} }} }} }}\n'
+            f'layer {{ name: "label" type: "Input" top: "label" '
+            f'input_param {{ shape {{ dim: {n} }} }} }}\n'
+            f'layer {{ name: "loss" type: "{loss_type}" bottom: "scores" bottom: "label" '
+            f'top: "loss" }}\n')
+
+
+def bench_layers_caffe_time(caffe_bin, repeats, gpu):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, c in SHAPES:
+            models = {}
+            for t in ("SoftmaxWithLoss", "GenerativeLoss"):
+                models[t] = os.path.join(tmp, f"{t}_{n}_{c}.prototxt")
+                with open(models[t], "w") as f:
+                    f.write(loss_net_text(t, n, c))
+            iterations = max(50, int(2e7 / (n * c)))
+            samples = {t: [] for t in models}
+            for _ in range(repeats):
+                for t, path in models.items():
+                    log = run_caffe_time(caffe_bin, path, iterations, gpu)
+                    samples[t].append(layer_time_ms(log, "loss"))
+            dg = max(min(samples["SoftmaxWithLoss"]) * 1e3, 1e-6)
+            gg = max(min(samples["GenerativeLoss"]) * 1e3, 1e-6)
+            rows.append((n, c, dg, gg, gg / dg))
+            print(f"  N={n:5d} C={c:5d}  SoftmaxWithLoss {dg:9.1f} us  "
+                  f"GenerativeLoss {gg:9.1f} us  ratio {gg/dg:.3f}", flush=True)
+    return rows
 
 
 def bench_lenet(caffe_bin, repeats, iterations, gpu):
@@ -123,45 +180,17 @@ def bench_lenet(caffe_bin, repeats, iterations, gpu):
     return samples
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", default=os.path.join(REPO, "build", "cpu"),
-                        help="CMake build directory (default: build/cpu)")
-    parser.add_argument("--gpu", action="store_true", help="time on GPU 0 (needs a CUDA build)")
-    parser.add_argument("--repeats", type=int, default=15,
-                        help="alternating repetitions per measurement (default 15)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS/OpenMP threads (default 1; 0 = leave the environment's setting)")
-    parser.add_argument("--lenet-iterations", type=int, default=20,
-                        help="iterations per `caffe time` run (default 50)")
-    parser.add_argument("--output", default=None,
-                        help="results file (default results/bench_generative_loss[_gpu].md)")
-    args = parser.parse_args()
-    build = os.path.abspath(args.build)
-    if args.threads > 0:  # before numpy/pycaffe load OpenBLAS
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
-    setup_paths(build)
-    caffe_bin = os.path.join(build, "caffe", "tools", "caffe")
-    output = args.output or os.path.join(
-        REPO, "results", f"bench_generative_loss{'_gpu' if args.gpu else ''}.md")
-
-    device = "GPU 0" if args.gpu else f"CPU ({os.cpu_count()} cores)"
-    print(f"bench: loss layers alone on {device}", flush=True)
-    layer_rows = bench_layers(args.repeats, args.gpu)
-    print("bench: LeNet with `caffe time`", flush=True)
-    samples = bench_lenet(caffe_bin, args.repeats, args.lenet_iterations, args.gpu)
-    dg, gg = min(samples["dg"]), min(samples["gg"])
-    dg_median, gg_median = statistics.median(samples["dg"]), statistics.median(samples["gg"])
+def report_lines(args, device, layer_rows, samples):
+    flags = " ".join(filter(None, [
+        "--gpu" if args.gpu else "", "--caffe-time-only" if args.caffe_time_only else "",
+        f"--repeats {args.repeats}", f"--threads {args.threads}",
+        "" if args.caffe_time_only else f"--lenet-iterations {args.lenet_iterations}"]))
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-
     lines = [
         "# GenerativeLoss vs SoftmaxWithLoss",
         "",
         f"Measured {datetime.date.today()} on {device}, {platform.processor() or platform.machine()}, "
-        f"by `python3 tools/bench_generative_loss.py{' --gpu' if args.gpu else ''} "
-        f"--repeats {args.repeats} --threads {args.threads} --lenet-iterations {args.lenet_iterations}`; "
+        f"by `python3 tools/bench_generative_loss.py {flags}`; "
         f"BLAS threads: {threads}; load average at the end: "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "Best (minimum) of alternating repetitions; a ratio > 1 means GenerativeLoss is slower.",
@@ -171,7 +200,18 @@ def main():
         "| N | C | SoftmaxWithLoss (us) | GenerativeLoss (us) | ratio GG/DG |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {n} | {c} | {dg_us:.1f} | {gg_us:.1f} | {r:.3f} |" for n, c, dg_us, gg_us, r in layer_rows]
+    lines += [f"| {n} | {c} | {dg_us:.1f} | {gg_us:.1f} | {r:.3f} |"
+              for n, c, dg_us, gg_us, r in layer_rows]
+    if args.caffe_time_only:
+        lines += [
+            "",
+            "Timed by `caffe time`'s per-layer timer (CUDA events on the GPU) on a net of",
+            "two Input blobs (all-zero scores and labels) and the loss layer.",
+            "",
+        ]
+        return lines
+    dg, gg = min(samples["dg"]), min(samples["gg"])
+    dg_median, gg_median = statistics.median(samples["dg"]), statistics.median(samples["gg"])
     lines += [
         "",
         "Per-call pycaffe overhead (timed on a no-op Input layer) is subtracted. Upstream's",
@@ -189,11 +229,53 @@ def main():
         f"ratio of medians {gg_median / dg_median:.3f}.",
         "",
     ]
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = output + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, output)
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(REPO, "build", "cpu"),
+                        help="CMake build directory (default: build/cpu)")
+    parser.add_argument("--caffe", default=None,
+                        help="the caffe binary (default: BUILD/caffe/tools/caffe)")
+    parser.add_argument("--gpu", action="store_true", help="time on GPU 0 (needs a CUDA build)")
+    parser.add_argument("--caffe-time-only", action="store_true",
+                        help="no pycaffe: time the loss layers with `caffe time` and skip "
+                             "the LeNet part (for a GPU machine with a device bundle)")
+    parser.add_argument("--repeats", type=int, default=15,
+                        help="alternating repetitions per measurement (default 15)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP threads (default 1; 0 = leave the environment's setting)")
+    parser.add_argument("--lenet-iterations", type=int, default=20,
+                        help="iterations per LeNet `caffe time` run (default 20)")
+    parser.add_argument("--output", default=None,
+                        help="results file (default results/bench_generative_loss[_gpu].md)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    build = os.path.abspath(args.build)
+    if args.threads > 0:  # before numpy/pycaffe load OpenBLAS
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+    caffe_bin = os.path.abspath(args.caffe or os.path.join(build, "caffe", "tools", "caffe"))
+    if not os.path.isfile(caffe_bin):
+        sys.exit(f"bench: {caffe_bin} not found: build first (make) or pass --caffe")
+    output = args.output or os.path.join(
+        REPO, "results", f"bench_generative_loss{'_gpu' if args.gpu else ''}.md")
+
+    device = "GPU 0" if args.gpu else f"CPU ({os.cpu_count()} cores)"
+    print(f"bench: loss layers alone on {device}", flush=True)
+    samples = None
+    if args.caffe_time_only:
+        layer_rows = bench_layers_caffe_time(caffe_bin, args.repeats, args.gpu)
+    else:
+        setup_paths(build)
+        layer_rows = bench_layers(args.repeats, args.gpu)
+        print("bench: LeNet with `caffe time`", flush=True)
+        samples = bench_lenet(caffe_bin, args.repeats, args.lenet_iterations, args.gpu)
+    with atomic_write(output, "w") as f:
+        f.write("\n".join(report_lines(args, device, layer_rows, samples)))
     print(f"bench: wrote {output}")
 
 
