@@ -6,6 +6,7 @@ binaries load resolves inside the bundle, and that the bundled caffe runs.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -72,19 +73,24 @@ def _built(build):
                for sub in ("tools/caffe", "test/test.testbin"))
 
 
-@pytest.mark.skipif(not _built(BUILD), reason="needs caffe and test.testbin built")
-def test_real_bundle_is_self_contained_and_runs(tmp_path):
-    # The CPU build's closure has the device build's and more (OpenCV, pycaffe):
-    # too big to carry, but the packing is the same.
-    out_dir = tmp_path / "out"
-    with pytest.raises(db.BundleError, match="over the 1 MiB"):
-        db.build_bundle(BUILD, str(out_dir), "/usr/local/cuda", require_cuda=False,
-                        xz_preset=0, size_limit=2**20)
-    assert os.listdir(out_dir) == []            # a refused bundle leaves nothing
+needs_build = pytest.mark.skipif(not _built(BUILD), reason="needs caffe and test.testbin built")
+
+
+@pytest.fixture(scope="module")
+def cpu_bundle(tmp_path_factory):
+    """A bundle of the CPU build: its closure has the device build's and more
+    (OpenCV, pycaffe), too big to carry, but the packing is the same."""
+    out_dir = tmp_path_factory.mktemp("bundle")
     archive, manifest, size = db.build_bundle(BUILD, str(out_dir), "/usr/local/cuda",
                                               require_cuda=False, xz_preset=0, size_limit=None)
-    assert os.path.getsize(archive) == size
+    return out_dir, archive, manifest, size
+
+
+@needs_build
+def test_real_bundle_is_self_contained_and_runs(cpu_bundle, tmp_path):
+    out_dir, archive, manifest, size = cpu_bundle
     assert os.listdir(out_dir) == ["bundle.tar.xz"]
+    assert os.path.getsize(archive) == size
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "x", filter="data")
     bundle = tmp_path / "x" / "bundle"
@@ -102,6 +108,35 @@ def test_real_bundle_is_self_contained_and_runs(tmp_path):
     run = subprocess.run([str(bundle / "bin" / "caffe"), "--version"], env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0 and "generative" in run.stdout
+
+
+@needs_build
+def test_over_the_size_limit_is_refused_and_leaves_nothing(tmp_path):
+    with pytest.raises(db.BundleError, match="over the 1 MiB"):
+        db.build_bundle(BUILD, str(tmp_path), "/usr/local/cuda", require_cuda=False,
+                        xz_preset=0, size_limit=2**20)
+    assert os.listdir(tmp_path) == []
+
+
+@needs_build
+def test_gpu_checks_script_runs_the_bundled_gtests(cpu_bundle, tmp_path):
+    # No GPU here: a stand-in nvidia-smi, and the CPU bundle, whose gtests are the
+    # GenerativeLoss CPU ones. The GPU benchmark step must then fail, and say so.
+    out_dir = cpu_bundle[0]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    results = tmp_path / "out"
+    env = dict(os.environ, OUT=str(results), PATH=f"{fake}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(out_dir)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr       # the --gpu benchmark
+    assert "GPU 0: stand-in" in (results / "gpu.txt").read_text()
+    xml = (results / "gtest_generative_loss.xml").read_text()
+    tests = int(re.search(r'<testsuites tests="(\d+)"', xml).group(1))
+    assert tests >= 16 and 'failures="0"' in xml and "GenerativeLoss" in xml
+    assert "results in" in run.stdout
 
 
 def test_gpu_checks_script_explains_a_missing_bundle(tmp_path):

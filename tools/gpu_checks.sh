@@ -31,6 +31,9 @@ archive=$bundle_dir/bundle.tar.xz
 [ -f "$archive" ] || { echo "gpu_checks: $archive not found: run 'make device-bundle' on the build machine and carry $bundle_dir" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/gencaffe-gpu.XXXXXX)
+made_link=""
+cleanup() { [ -n "$made_link" ] && rm -f "$made_link"; rm -rf "$work"; }
+trap cleanup EXIT
 tar -xJf "$archive" -C "$work"
 bundle=$work/bundle
 manifest_get() {
@@ -43,6 +46,7 @@ src_root=$(manifest_get source_root)
 if [ ! -e "$src_root" ]; then
   mkdir -p "$(dirname "$src_root")"
   ln -s "$bundle/src" "$src_root"
+  made_link=$src_root
 fi
 
 # cuBLAS / cuRAND / cudart come from this machine's toolkit (same major version).
