@@ -39,23 +39,12 @@ SHAPES = [(64, 10), (256, 1000), (1024, 1000)]
 
 def setup_paths(build):
     sys.path.insert(0, os.path.join(build, "caffe-src", "python"))
-    sys.path.insert(0, os.path.join(REPO, "python"))
     os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def loss_net(tmpdir, loss_type, n, c):
     import caffe
-    from caffe import layers as L
-    spec = caffe.NetSpec()
-    spec.scores = L.Input(shape=dict(dim=[n, c]))
-    spec.label = L.Input(shape=dict(dim=[n]))
-    spec.loss = getattr(L, loss_type)(spec.scores, spec.label)
-    proto = spec.to_proto()
-    proto.force_backward = True
-    path = os.path.join(tmpdir, f"{loss_type}_{n}_{c}.prototxt")
-    with open(path, "w") as f:
-        f.write(str(proto))
-    return caffe.Net(path, caffe.TRAIN)
+    return caffe.Net(write_loss_net(tmpdir, loss_type, n, c), caffe.TRAIN)
 
 
 def time_layer(net, index, iterations):
@@ -130,26 +119,30 @@ def layer_time_ms(log, layer):
     return total
 
 
-def loss_net_text(loss_type, n, c):
-    """A net of two Input blobs (scores N x C, labels N, all zero) and one loss layer."""
-    return (f'name: "{loss_type}_{n}x{c}"\nforce_backward: true\n'
-            f'layer {{ name: "scores" type: "Input" top: "scores" '
-            f'input_param {{ shape {{ dim: {n} dim: {c} }} }} }}\n'
-            f'layer {{ name: "label" type: "Input" top: "label" '
-            f'input_param {{ shape {{ dim: {n} }} }} }}\n'
-            f'layer {{ name: "loss" type: "{loss_type}" bottom: "scores" bottom: "label" '
-            f'top: "loss" }}\n')
+def write_loss_net(tmpdir, loss_type, n, c):
+    """Path of a net of two Input blobs (scores N x C, labels N) and one loss layer.
+
+    The same net for both timings: pycaffe fills the blobs, `caffe time` leaves
+    them all zero.
+    """
+    path = os.path.join(tmpdir, f"{loss_type}_{n}_{c}.prototxt")
+    with open(path, "w") as f:
+        f.write(f'name: "{loss_type}_{n}x{c}"\nforce_backward: true\n'
+                f'layer {{ name: "scores" type: "Input" top: "scores" '
+                f'input_param {{ shape {{ dim: {n} dim: {c} }} }} }}\n'
+                f'layer {{ name: "label" type: "Input" top: "label" '
+                f'input_param {{ shape {{ dim: {n} }} }} }}\n'
+                f'layer {{ name: "loss" type: "{loss_type}" bottom: "scores" bottom: "label" '
+                f'top: "loss" }}\n')
+    return path
 
 
 def bench_layers_caffe_time(caffe_bin, repeats, gpu):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, c in SHAPES:
-            models = {}
-            for t in ("SoftmaxWithLoss", "GenerativeLoss"):
-                models[t] = os.path.join(tmp, f"{t}_{n}_{c}.prototxt")
-                with open(models[t], "w") as f:
-                    f.write(loss_net_text(t, n, c))
+            models = {t: write_loss_net(tmp, t, n, c)
+                      for t in ("SoftmaxWithLoss", "GenerativeLoss")}
             iterations = max(50, int(2e7 / (n * c)))
             samples = {t: [] for t in models}
             for _ in range(repeats):
