@@ -188,7 +188,8 @@ def build_parser():
 
 
 def config_from_args(args):
-    from gencaffe import caffe_target, input_space, visualize
+    from gencaffe import input_space
+    from gencaffe.hmc import target as caffe_target, visualize
     preset = PRESETS[args.preset]
 
     def pick(name):
@@ -229,7 +230,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     _ensure_pycaffe()
-    from gencaffe import caffe_target, visualize
+    from gencaffe.hmc import target as caffe_target, visualize
     for path, what in ((args.model, "--model"), (args.weights, "--weights")):
         if not os.path.isfile(path):
             raise SystemExit(f"error: {what} file not found: {path}")

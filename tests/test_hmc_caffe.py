@@ -9,7 +9,7 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from gencaffe import caffe_target as ct  # noqa: E402
+from gencaffe.hmc import target as ct  # noqa: E402
 
 # conv(pad 1, stride 2) -> ReLU -> max pool (ceil mode) -> conv -> ReLU -> Dropout
 # (not in place) -> InnerProduct -> Dropout (in place) -> InnerProduct -> Softmax.
@@ -391,7 +391,7 @@ def test_cli_help_explains_every_flag(capsys):
 def test_worker_processes_give_the_same_chains(small_net):
     # Groups run in spawned processes must reproduce the in-process result exactly
     # (each group carries its own seed).
-    from gencaffe import visualize
+    from gencaffe.hmc import visualize
     proto, weights = small_net
     cfg = visualize.RunConfig(model=proto, weights=weights, nodes=[], out_dir="unused",
                               step_size=0.01, n_leapfrog=3, mass=1.0, sigma=2.0)
@@ -408,7 +408,7 @@ def test_worker_processes_give_the_same_chains(small_net):
 
 def test_presets_give_the_paper_settings(small_net):
     import hmc_visualize
-    from gencaffe import visualize
+    from gencaffe.hmc import visualize
     proto, weights = small_net
     base = ["--model", proto, "--weights", weights, "--nodes", "score:1", "conv2:0"]
     lenet = hmc_visualize.config_from_args(hmc_visualize.build_parser().parse_args(base))
@@ -455,7 +455,8 @@ def test_transform_read_from_a_train_prototxt(tmp_path):
 
 def test_image_init_and_display(tmp_path):
     from PIL import Image
-    from gencaffe import imaging, visualize
+    from gencaffe import imaging
+    from gencaffe.hmc import visualize
     from gencaffe.input_space import InputTransform
     img = np.zeros((10, 10), np.uint8)
     img[2:8, 4:6] = 255

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gencaffe import hmc
+from gencaffe.hmc import sampler as hmc
 
 # ---------------------------------------------------------------- targets
 

@@ -1,4 +1,4 @@
-"""tools/make_mnist_lmdb.py's logic (gencaffe.mnist_data) on small synthetic data.
+"""tools/make_mnist_lmdb.py's logic (gencaffe.data.mnist) on small synthetic data.
 
 The real wheel is never downloaded here; the test that checks the real data
 runs only when the wheel is already in the cache.
@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from gencaffe import mnist_data
+from gencaffe.data import mnist as mnist_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

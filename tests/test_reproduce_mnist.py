@@ -1,4 +1,4 @@
-"""The MNIST reproduction driver (gencaffe.mnist_runs / mnist_report) with a
+"""The MNIST reproduction driver (gencaffe.experiments.mnist_runs / mnist_report) with a
 fake caffe binary (tests/fixtures/fake_caffe.py): per-run solver copies,
 resumability, the ESS-based switch and the table, without real training."""
 import os
@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built (solver copies need it)")
 
-from gencaffe import caffe_log, mnist_report, mnist_runs, solver_config  # noqa: E402
+from gencaffe import caffe_log, solver_config  # noqa: E402
+from gencaffe.experiments import mnist_report, mnist_runs  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_CAFFE = os.path.join(REPO, "tests", "fixtures", "fake_caffe.py")

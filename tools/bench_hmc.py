@@ -42,7 +42,7 @@ def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None):
     net.backward() passes, timed separately: HMC and baseline are interleaved at
     ~50 ms granularity, so both see the same CPU load even on a busy machine.
     With a barrier (worker processes) all workers start together."""
-    from gencaffe import caffe_target, hmc
+    from gencaffe.hmc import sampler as hmc, target as caffe_target
     channels = [i % 10 for i in range(n_chains)]
     target = caffe_target.build_node_target(model, weights, "ip2", channels)
     net = target.net

@@ -58,7 +58,8 @@ def main(argv=None):
         sys.exit(f"demo: {caffe_bin} not found: build first (`make demo` does).")
     python_path = [os.path.join(build, "caffe-src", "python"), os.path.join(REPO, "python")]
     sys.path[:0] = python_path
-    from gencaffe import mnist_data, mnist_runs
+    from gencaffe.data import mnist as mnist_data
+    from gencaffe.experiments import mnist_runs
     out = args.out_dir
     os.makedirs(os.path.join(REPO, out), exist_ok=True)
 

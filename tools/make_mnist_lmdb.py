@@ -14,7 +14,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 
-from gencaffe import mnist_data, pycaffe_path  # noqa: E402
+from gencaffe import pycaffe_path  # noqa: E402
+from gencaffe.data import mnist as mnist_data  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2.Datum
 

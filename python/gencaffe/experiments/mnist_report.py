@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import mnist_runs
-from .atomic_io import atomic_write
-from . import solver_config
+from ..atomic_io import atomic_write
+from .. import solver_config
 
 PAPER_ERROR_PERCENT = {"dg": 1.03, "gg": 0.85, "gg_dg": 0.78}
 APPROACH_TITLES = {"dg": "DG", "gg": "GG", "gg_dg": "GG+DG (switch at 16)",

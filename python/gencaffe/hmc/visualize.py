@@ -17,9 +17,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import caffe_target, hmc, imaging
-from .atomic_io import atomic_write
-from .input_space import InputTransform, load_image_as_input
+from . import sampler as hmc, target as caffe_target
+from .. import imaging
+from ..atomic_io import atomic_write
+from ..input_space import InputTransform, load_image_as_input
 
 INIT_CHOICES = ("noise", "zero")          # or "image:PATH"
 

@@ -1,0 +1,1 @@
+"""Data sets as Caffe reads them: MNIST LMDBs, ImageNet-style trees, splits."""

@@ -1,0 +1,1 @@
+"""Resumable training runs and their reports."""

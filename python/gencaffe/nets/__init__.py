@@ -1,0 +1,2 @@
+"""Net definitions (pycaffe NetSpec): one module per architecture writes all
+of its variants as prototxt."""
