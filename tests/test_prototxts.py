@@ -125,7 +125,8 @@ def test_deploy_net():
     assert data.type == "Input" and list(data.top) == ["data"]
     assert list(data.input_param.shape[0].dim) == [1, 1, 28, 28]
     assert deploy.force_backward
-    assert deploy.layer[-1].name == "ip2"
+    assert (deploy.layer[-1].name, deploy.layer[-1].type, list(deploy.layer[-1].bottom)) == \
+        ("prob", "Softmax", ["ip2"])
     assert not [l for l in deploy.layer if l.type in ("Data", "SoftmaxWithLoss", "GenerativeLoss",
                                                        "Accuracy")]
 
@@ -136,4 +137,4 @@ def test_deploy_net_loads_in_pycaffe():
     except Exception as err:
         pytest.skip("pycaffe not importable: %s" % err)
     model = caffe.Net(os.path.join(REPO, "models/lenet/lenet_deploy.prototxt"), caffe.TEST)
-    assert model.blobs["ip2"].data.shape == (1, 10)
+    assert model.blobs["ip2"].data.shape == (1, 10) and model.blobs["prob"].data.shape == (1, 10)

@@ -1,0 +1,154 @@
+"""One architecture, every variant: the DG, GG and semi-supervised GG
+train_val nets and the deploy net, as NetParameter messages and as prototxt
+text with a header that says where they come from.
+
+    dg        Data -> body -> SoftmaxWithLoss (+ TEST accuracy)
+    gg        Data -> body -> GenerativeLoss with its ESS top (loss weight 0)
+    semi_gg   labelled + unlabelled Data, concatenated -> body ->
+              GenerativeLoss in semi-supervised mode (Eq. 19, lambda 0.1)
+    deploy    Input -> body -> Softmax "prob"; force_backward for HMC
+
+Data paths, batch sizes and the class count are parameters (DataSpec,
+num_classes), so a run writes its own nets with its own paths and the
+committed models/ files are just the default parameters.
+"""
+import re
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Optional, Tuple
+
+from .layers import (DataSpec, accuracy_layers, deploy_input, deploy_prob, dg_loss, gg_loss,
+                     test_data_layer, train_data)
+
+WHOLE_FLOAT = re.compile(r"^(\s*\w+: -?\d+)\.0$", re.M)
+VARIANTS = ("dg", "gg", "semi_gg", "deploy")
+VARIANT_TITLES = {
+    "dg": "DG: discriminative gradient, SoftmaxWithLoss (the usual softmax over classes).",
+    "gg": ("GG: generative gradient, GenerativeLoss (a softmax down the batch for each\n"
+           "class column); top \"ess\" (loss weight 0) logs the importance weights'\n"
+           "effective sample size as a fraction of the batch."),
+    "semi_gg": ("semi-supervised GG: GenerativeLoss with semi_supervised (journal Eq. 19,\n"
+                "lambda = unlabeled_weight); each TRAIN batch concatenates labelled examples\n"
+                "and unlabelled ones (label -1, the layer's unlabeled_label)."),
+    "deploy": ("deploy: Input \"data\" -> class scores -> Softmax \"prob\"; force_backward\n"
+               "so that pycaffe's net.backward() gives d(score)/d(data) (HMC)."),
+}
+# Semi-supervised batches: the labelled share of each TRAIN batch when the
+# caller gives none. See README, "Semi-supervised", for the choice.
+DEFAULT_LABELLED_SHARE = 0.25
+DEFAULT_UNLABELED_WEIGHT = 0.1   # lambda, journal Sec. 4.5 / 5.2
+
+
+@dataclass(frozen=True)
+class Architecture:
+    key: str                       # file-system name: models/<key>/
+    name: str                      # the net's name: field
+    body: Callable                 # body(n, num_classes) -> the score Top
+    score: str                     # name of the class-score blob
+    num_classes: int
+    deploy_shape: Tuple[int, ...]  # Input shape of the deploy net
+    accuracy_top_k: Tuple[int, ...]
+    data: DataSpec                 # the committed DG/GG nets' data
+    semi_data: DataSpec            # the committed semi-supervised net's data
+    files: Dict[str, str]          # variant -> file name under models/<key>/
+    about: str                     # header lines
+
+    @property
+    def input_size(self):
+        return self.deploy_shape[2]
+
+
+IMAGENET_DATA = DataSpec(
+    # tools/make_imagenet_lmdb.py writes these (README, "ImageNet")
+    train_source="data/imagenet/train_lmdb",
+    test_source="data/imagenet/val_lmdb",
+    mean_file="data/imagenet/mean.binaryproto",
+    # Caffe's ImageNet example (models/bvlc_alexnet/train_val.prototxt):
+    # batch 256 ("a batch size of 256", journal Sec. 5.1), val batch 50
+    # (1000 test iterations = the 50,000 val images), random mirror in TRAIN
+    train_batch=256, test_batch=50, mirror=True,
+)
+# the labelled subset and the rest, unlabelled (the semi-supervised split tool)
+IMAGENET_SEMI_DATA = replace(IMAGENET_DATA, train_source="data/imagenet/semi/labelled_lmdb",
+                             unlabelled_source="data/imagenet/semi/unlabelled_lmdb")
+
+
+def semi_data(data: DataSpec, labelled_share: float) -> DataSpec:
+    """The data of a semi-supervised net: the batch of `data` split into a
+    labelled and an unlabelled part (each at least 1 example)."""
+    if not 0 < labelled_share < 1:
+        raise ValueError("labelled share must be in (0, 1), got %r" % labelled_share)
+    total = data.train_batch + data.unlabelled_batch if data.unlabelled_batch else data.train_batch
+    labelled = min(total - 1, max(1, int(round(total * labelled_share))))
+    return replace(data, train_batch=labelled, unlabelled_batch=total - labelled)
+
+
+@dataclass(frozen=True)
+class NetOptions:
+    """Everything a generated net depends on besides its architecture."""
+    data: Optional[DataSpec] = None          # None: the architecture's default
+    num_classes: Optional[int] = None        # None: the architecture's
+    labelled_share: float = DEFAULT_LABELLED_SHARE
+    unlabeled_weight: float = DEFAULT_UNLABELED_WEIGHT
+    class_prior: Tuple[float, ...] = ()      # rho_y; empty = uniform
+
+
+def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
+    """The NetParameter of one variant."""
+    import caffe
+    if variant not in VARIANTS:
+        raise ValueError("unknown variant %r (one of %s)" % (variant, ", ".join(VARIANTS)))
+    num_classes = options.num_classes or arch.num_classes
+    if num_classes < 1:
+        raise ValueError("num_classes must be >= 1, got %d" % num_classes)
+    n = caffe.NetSpec()
+    if variant == "deploy":
+        deploy_input(n, arch.deploy_shape)
+        score = arch.body(n, num_classes)
+        deploy_prob(n, score)
+        net = n.to_proto()
+        net.force_backward = True
+        net.name = arch.name
+        return net
+
+    semi = variant == "semi_gg"
+    data = options.data or (arch.semi_data if semi else arch.data)
+    if semi:
+        if not data.unlabelled_source:
+            raise ValueError("the semi-supervised net needs an unlabelled data source")
+        data = semi_data(data, options.labelled_share)
+    train_data(n, data, semi_supervised=semi)
+    score = arch.body(n, num_classes)
+    accuracy_layers(n, score, tuple(k for k in arch.accuracy_top_k if k <= num_classes))
+    if variant == "dg":
+        dg_loss(n, score)
+    else:
+        gg_loss(n, score, semi_supervised=semi, unlabeled_weight=options.unlabeled_weight,
+                class_prior=options.class_prior)
+    net = n.to_proto()
+    # the TEST Data layer goes right after the TRAIN data layers
+    first_body = next(i for i, layer in enumerate(net.layer)
+                      if not (layer.include and layer.include[0].phase == caffe.TRAIN))
+    test_layer = test_data_layer(data)
+    layers = list(net.layer)
+    layers.insert(first_body, test_layer)
+    del net.layer[:]
+    net.layer.extend(layers)
+    net.name = "%s_%s" % (arch.name, variant.upper())
+    return net
+
+
+def header(arch: Architecture, variant: str, generated_by: str) -> str:
+    lines = ["Generated by %s: do not edit (tests/test_nets.py regenerates" % generated_by,
+             "and compares). Definition: python/gencaffe/nets/%s.py." % arch.key]
+    lines += arch.about.splitlines()
+    lines += VARIANT_TITLES[variant].splitlines()
+    return "".join("# %s\n" % line if line else "#\n" for line in lines)
+
+
+def prototxt(arch: Architecture, variant: str, options: NetOptions = NetOptions(),
+             generated_by="tools/make_nets.py") -> str:
+    from google.protobuf import text_format
+    text = text_format.MessageToString(build(arch, variant, options))
+    # whole-number float fields as Caffe's own prototxt write them: "lr_mult: 1"
+    text = WHOLE_FLOAT.sub(r"\1", text)
+    return header(arch, variant, generated_by) + text

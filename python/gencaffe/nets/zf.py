@@ -1,0 +1,76 @@
+"""ZF-net ("ZeilerFergusNet (fast)" of Dai, Lu & Wu 2016, Sec. 5.1, citing
+Zeiler & Fergus, "Visualizing and understanding convolutional networks", 2014).
+
+Which layer table, and why: the journal cites Zeiler & Fergus directly, so we
+follow their Fig. 3 (224x224 crops; conv1 96 7x7 stride 2; 3x3 max pooling
+stride 2; contrast normalization; conv2 256 5x5 stride 2; pooling;
+normalization; conv3 384, conv4 384, conv5 256, all 3x3; 3x3 max pooling
+stride 2; fc6 4096, fc7 4096 with dropout 0.5; 1000-way softmax), the single-
+GPU model with dense connections in layers 3-5. We read "(fast)" as the name
+SPP-net (He et al. 2014) gives this model (ZF-5, after Zeiler & Fergus's
+"fast", smaller model); SPP-net's ZF-5 has the same layer table.
+Padding is chosen so that Caffe's shape rules give Fig. 3's map sizes exactly
+(110, 55, 26, 13, 13, 13, 6; tests/test_nets.py checks them with pycaffe):
+conv1 pad 1, conv3-5 pad 1, conv2 none; pooling rounds up in Caffe.
+As in Fig. 3 each normalization follows the pooling. Normalization is LRN
+ACROSS_CHANNELS with AlexNet's constants (size 5, alpha 1e-4, beta 0.75):
+Fig. 3 normalizes "across feature maps" and gives no constants. (The public
+ZF prototxt of py-faster-rcnn uses WITHIN_CHANNEL, size 3, alpha 5e-5, which
+a cuDNN build of Caffe runs as cuDNN's LCN, a different operation from
+Caffe's own WITHIN_CHANNEL LRN; ACROSS_CHANNELS runs as Caffe's LRN or
+cuDNN's LRN, which compute the same function: the GPU checks compare the two
+engines on this net.) Fillers as Zeiler & Fergus Sec. 3: "all weights
+initialized to 10^-2 and biases set to 0" (Gaussian std 0.01); their
+renormalization of convolution filters whose RMS exceeds 0.1 has no Caffe
+equivalent and is left out. lr_mult/decay_mult as Caffe's ImageNet models.
+"""
+from .layers import (conv, constant, dropout, gaussian, inner_product, lrn, max_pool,
+                     relu)
+from .variants import IMAGENET_DATA, IMAGENET_SEMI_DATA, Architecture
+
+W = gaussian(0.01)
+B = constant(0)
+
+
+def body(n, num_classes=1000):
+    n.conv1 = conv(n.data, 96, 7, W, B, stride=2, pad=1)
+    n.relu1 = relu(n.conv1)
+    n.pool1 = max_pool(n.relu1, 3, 2)
+    n.norm1 = lrn(n.pool1)
+    n.conv2 = conv(n.norm1, 256, 5, W, B, stride=2)
+    n.relu2 = relu(n.conv2)
+    n.pool2 = max_pool(n.relu2, 3, 2)
+    n.norm2 = lrn(n.pool2)
+    n.conv3 = conv(n.norm2, 384, 3, W, B, pad=1)
+    n.relu3 = relu(n.conv3)
+    n.conv4 = conv(n.relu3, 384, 3, W, B, pad=1)
+    n.relu4 = relu(n.conv4)
+    n.conv5 = conv(n.relu4, 256, 3, W, B, pad=1)
+    n.relu5 = relu(n.conv5)
+    n.pool5 = max_pool(n.relu5, 3, 2)
+    n.fc6 = inner_product(n.pool5, 4096, W, B)
+    n.relu6 = relu(n.fc6)
+    n.drop6 = dropout(n.relu6)
+    n.fc7 = inner_product(n.drop6, 4096, W, B)
+    n.relu7 = relu(n.fc7)
+    n.drop7 = dropout(n.relu7)
+    n.fc8 = inner_product(n.drop7, num_classes, W, B)
+    return n.fc8
+
+
+ARCH = Architecture(
+    key="zf",
+    name="ZF",
+    body=body,
+    score="fc8",
+    num_classes=1000,
+    deploy_shape=(10, 3, 224, 224),
+    accuracy_top_k=(1, 5),
+    data=IMAGENET_DATA.with_crop(224),
+    semi_data=IMAGENET_SEMI_DATA.with_crop(224),
+    files={"dg": "train_val_dg.prototxt", "gg": "train_val_gg.prototxt",
+           "semi_gg": "train_val_semi_gg.prototxt", "deploy": "deploy.prototxt"},
+    about=("ZF-net (Zeiler & Fergus 2014, Fig. 3; the journal's 'ZeilerFergusNet\n"
+           "(fast)'): 224x224 crops of 256x256 images; see python/gencaffe/nets/zf.py\n"
+           "for the layer table followed. Data: tools/make_imagenet_lmdb.py -> data/imagenet/."),
+)

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Write the nets of models/ from their NetSpec definitions (python/gencaffe/nets/),
+or one net with your own data paths.
+
+  tools/make_nets.py                 regenerate every committed net under models/
+  tools/make_nets.py --check         exit 1 and name the files that differ from the generator
+  tools/make_nets.py --arch alexnet --variant gg --train-source my/train_lmdb \\
+      --test-source my/val_lmdb --mean-file my/mean.binaryproto --num-classes 20 \\
+      --out runs/my/train_val_gg.prototxt
+
+Architectures: lenet, alexnet, zf. Variants: dg, gg, semi_gg, deploy.
+Files are written atomically (temporary name, then rename). Needs the built
+pycaffe (build/cpu, or $CAFFE_BUILD_DIR).
+"""
+import argparse
+import os
+import sys
+from dataclasses import replace
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from gencaffe import pycaffe_path  # noqa: E402
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true",
+                   help="compare models/ with the generator instead of writing; exit 1 on any "
+                        "difference")
+    p.add_argument("--arch", help="write one net of this architecture (lenet, alexnet, zf) "
+                                  "to --out instead of regenerating models/")
+    p.add_argument("--variant", default="gg",
+                   help="with --arch: dg, gg, semi_gg or deploy (default gg)")
+    p.add_argument("--out", help="with --arch: the prototxt to write")
+    p.add_argument("--train-source", help="TRAIN data LMDB (semi_gg: the labelled one)")
+    p.add_argument("--unlabelled-source", help="semi_gg: the unlabelled LMDB")
+    p.add_argument("--test-source", help="TEST data LMDB")
+    p.add_argument("--mean-file", help="mean .binaryproto (ImageNet nets)")
+    p.add_argument("--train-batch", type=int,
+                   help="TRAIN batch size (semi_gg: labelled + unlabelled together)")
+    p.add_argument("--test-batch", type=int, help="TEST batch size")
+    p.add_argument("--num-classes", type=int, help="class count (default: the architecture's)")
+    p.add_argument("--labelled-share", type=float,
+                   help="semi_gg: share of each TRAIN batch taken from the labelled LMDB")
+    p.add_argument("--unlabeled-weight", type=float, help="semi_gg: lambda of Eq. 19 (0.1)")
+    p.add_argument("--class-prior", help="semi_gg: rho_y, comma-separated, one per class")
+    return p.parse_args(argv)
+
+
+def custom_options(args, arch):
+    from gencaffe.nets.variants import NetOptions
+    data = arch.semi_data if args.variant == "semi_gg" else arch.data
+    data = data.with_sources(train_source=args.train_source, test_source=args.test_source,
+                             mean_file=args.mean_file, unlabelled_source=args.unlabelled_source)
+    if args.train_batch:
+        data = replace(data, train_batch=args.train_batch, unlabelled_batch=0)
+    if args.test_batch:
+        data = replace(data, test_batch=args.test_batch)
+    options = NetOptions(data=data, num_classes=args.num_classes)
+    if args.labelled_share is not None:
+        options = replace(options, labelled_share=args.labelled_share)
+    if args.unlabeled_weight is not None:
+        options = replace(options, unlabeled_weight=args.unlabeled_weight)
+    if args.class_prior:
+        options = replace(options, class_prior=tuple(float(v) for v in args.class_prior.split(",")))
+    return options
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    pycaffe_path.add_build_pycaffe(REPO)   # $CAFFE_BUILD_DIR or build/cpu
+    from gencaffe.atomic_io import atomic_write
+    from gencaffe.nets import catalog, variants
+    if args.arch:
+        if not args.out:
+            raise SystemExit("error: --arch needs --out")
+        try:
+            arch = catalog.architecture(args.arch)
+            text = variants.prototxt(arch, args.variant, custom_options(args, arch),
+                                     generated_by="tools/make_nets.py (custom data)")
+        except ValueError as err:
+            raise SystemExit("error: %s" % err) from None
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with atomic_write(args.out, "w") as handle:
+            handle.write(text)
+        print(args.out)
+        return 0
+    if args.check:
+        stale = catalog.stale_nets(REPO)
+        for path in stale:
+            print("differs from its generator: %s" % os.path.relpath(path, REPO))
+        if stale:
+            print("run tools/make_nets.py to regenerate")
+        return 1 if stale else 0
+    for path, text in catalog.committed_nets(REPO).items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_write(path, "w") as handle:
+            handle.write(text)
+        print(os.path.relpath(path, REPO))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
