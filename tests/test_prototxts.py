@@ -51,6 +51,7 @@ def test_solver_parses_and_its_net_exists(path):
     param = parse(path, caffe_pb2.SolverParameter())
     assert os.path.isfile(os.path.join(REPO, param.net)), param.net
     assert param.snapshot_prefix.startswith("runs/")
+    assert param.snapshot_prefix.endswith(os.path.splitext(os.path.basename(path))[0])
 
 
 def test_one_epoch_is_a_full_pass_over_the_train_set():
@@ -138,3 +139,40 @@ def test_deploy_net_loads_in_pycaffe():
         pytest.skip("pycaffe not importable: %s" % err)
     model = caffe.Net(os.path.join(REPO, "models/lenet/lenet_deploy.prototxt"), caffe.TEST)
     assert model.blobs["ip2"].data.shape == (1, 10) and model.blobs["prob"].data.shape == (1, 10)
+
+
+IMAGENET_EPOCH = math.ceil(1281167 / 256)
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "zf"])
+@pytest.mark.parametrize("name, epochs, base_lr, net_variant", [
+    ("dg", 70, 0.01, "train_val_dg"),
+    ("gg", 70, 0.01, "train_val_gg"),
+    ("gg_dg_stage1", 45, 0.01, "train_val_gg"),
+    ("gg_dg_stage2", 25, 0.003, "train_val_dg"),
+])
+def test_imagenet_solvers_follow_the_paper(arch, name, epochs, base_lr, net_variant):
+    """Journal Sec. 5.1 (batch 256, lr 0.01, momentum 0.9, decay 0.0005, 70
+    epochs, GG stage 45, DG stage lr 0.003) and Caffe's ImageNet example
+    (step policy, gamma 0.1 every 100,000 iterations; a val pass every epoch)."""
+    param = solver("%s_%s.prototxt" % (arch, name))
+    assert IMAGENET_EPOCH == 5005
+    assert param.net == "models/%s/%s.prototxt" % (arch, net_variant)
+    assert param.max_iter == epochs * IMAGENET_EPOCH
+    assert param.test_interval == IMAGENET_EPOCH and param.max_iter % param.test_interval == 0
+    assert param.base_lr == pytest.approx(base_lr)
+    assert (param.momentum, param.weight_decay) == (pytest.approx(0.9), pytest.approx(0.0005))
+    assert (param.lr_policy, param.gamma, param.stepsize) == ("step", pytest.approx(0.1), 100000)
+    assert param.solver_mode == caffe_pb2.SolverParameter.GPU
+    assert param.snapshot_prefix == "runs/imagenet/solvers/%s_%s" % (arch, name)
+    layers = net(param.net).layer
+    train = [l for l in layers if l.type == "Data" and l.include[0].phase == caffe_pb2.TRAIN]
+    test = [l for l in layers if l.type == "Data" and l.include[0].phase == caffe_pb2.TEST]
+    assert [l.data_param.batch_size for l in train] == [256]
+    assert param.test_iter == [1000] and test[0].data_param.batch_size * 1000 == 50000
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "zf"])
+def test_imagenet_gg_dg_stages_add_up_to_70_epochs(arch):
+    assert solver("%s_gg_dg_stage1.prototxt" % arch).max_iter + \
+        solver("%s_gg_dg_stage2.prototxt" % arch).max_iter == solver("%s_dg.prototxt" % arch).max_iter
