@@ -148,3 +148,28 @@ def test_gpu_checks_script_explains_a_missing_bundle(tmp_path):
     assert "make device-bundle" in run.stderr
     helped = subprocess.run(["bash", script, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--all" in helped.stdout
+
+
+@needs_build
+def test_gpu_checks_splits_the_whole_suite_into_shards(cpu_bundle, tmp_path):
+    """--all --jobs 3: every gtest runs in exactly one of 3 shards, and the sum
+    is reported in one closing line (here the CPU suite; GPU tests need a GPU)."""
+    out_dir = cpu_bundle[0]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    results = tmp_path / "out"
+    env = dict(os.environ, OUT=str(results), PATH=f"{fake}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(out_dir),
+                          "--all", "--jobs", "3", "--gtest-filter", "-*GPU*", "--no-bench"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = (results / "gtest_all_summary.txt").read_text()
+    passed = int(summary.split()[0])
+    listed = subprocess.run([os.path.join(BUILD, "caffe", "test", "test.testbin"),
+                             "--gtest_list_tests", "--gtest_filter=-*GPU*"],
+                            capture_output=True, text=True).stdout
+    assert passed == sum(1 for line in listed.splitlines() if line.startswith("  "))
+    assert " 0 failed" in summary
+    assert (results / "environment.txt").read_text().count("== ") >= 5

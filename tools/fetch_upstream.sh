@@ -4,6 +4,9 @@
 #
 #   tools/fetch_upstream.sh [CACHE_DIR]
 #
+# UPSTREAM_PIN=FILE fetches another pinned source package the same way (its
+# pin file sets the same UPSTREAM_* names as upstream.env; see boost.env).
+#
 # The deb-src entry is derived from this machine's own apt sources (the first
 # Debian archive URI that is not a security mirror), so no registry host name
 # lives in this repository. Nothing outside CACHE_DIR and a temporary apt
@@ -11,8 +14,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+pin=${UPSTREAM_PIN:-$here/upstream.env}
 # shellcheck source=upstream.env
-. "$here/upstream.env"
+. "$pin"
 cache=${1:-${CAFFE_UPSTREAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/generative-caffe/upstream}}
 mkdir -p "$cache"
 

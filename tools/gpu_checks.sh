@@ -3,13 +3,20 @@
 # CUDA toolkit but none of Caffe's other libraries (the lent GPU machines).
 #
 #   here:   make device-bundle                  -> .device-bundle/bundle.tar.xz
-#   there:  bash tools/gpu_checks.sh [BUNDLE_DIR] [--all]
+#   there:  bash tools/gpu_checks.sh [BUNDLE_DIR] [--all] [--jobs N] [--suite-timeout S]
+#                                     [--gtest-filter F] [--no-bench] [--bench-repeats N]
 #
+# 0. what the machine has (GPU, driver, CUDA, Python, libraries) -> environment.txt;
 # 1. the GenerativeLoss gtests on the GPU types (forward against the definition,
-#    GradientChecker for every mode), then with --all the whole upstream suite,
-#    CPU and GPU types (it checks our CUDA 13 patches too);
+#    GradientChecker for every mode, GPU = CPU on random problems), then with
+#    --all the whole upstream suite, CPU and GPU types (it checks our CUDA 13
+#    patches too), split into N gtest shards run side by side (--jobs, default 1;
+#    each shard is its own process on the one GPU) and summed; a shard still
+#    running after --suite-timeout seconds is stopped and counts as failed;
+#    --gtest-filter limits the suite (e.g. '-*GPU*' for a CPU-only bundle);
 # 2. `caffe time -gpu 0` of GenerativeLoss vs SoftmaxWithLoss
-#    (tools/bench_generative_loss.py --caffe-time-only --gpu).
+#    (tools/bench_generative_loss.py --caffe-time-only --gpu, --bench-repeats
+#    alternating repetitions, default 15), unless --no-bench.
 # Results (gtest XML, logs, the benchmark table) go to $OUT (the device tool's
 # folder) or ./gpu-checks-out.
 set -euo pipefail
@@ -17,13 +24,27 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bundle_dir=.device-bundle
 run_all=0
-for arg in "$@"; do
-  case $arg in
+jobs=1
+bench=1
+bench_repeats=15
+suite_timeout=0
+gtest_filter='*'
+while [ $# -gt 0 ]; do
+  case $1 in
     --all) run_all=1 ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "gpu_checks: unknown option $arg (see --help)" >&2; exit 2 ;;
-    *) bundle_dir=$arg ;;
+    --jobs) shift; jobs=${1:-}
+      [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_checks: --jobs needs a positive number" >&2; exit 2; } ;;
+    --no-bench) bench=0 ;;
+    --gtest-filter) shift; gtest_filter=${1:-} ;;
+    --bench-repeats) shift; bench_repeats=${1:-}
+      [[ "$bench_repeats" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_checks: --bench-repeats needs a positive number" >&2; exit 2; } ;;
+    --suite-timeout) shift; suite_timeout=${1:-}
+      [[ "$suite_timeout" =~ ^[0-9]+$ ]] || { echo "gpu_checks: --suite-timeout needs seconds" >&2; exit 2; } ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) echo "gpu_checks: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) bundle_dir=$1 ;;
   esac
+  shift
 done
 out=${OUT:-$PWD/gpu-checks-out}
 mkdir -p "$out"
@@ -70,6 +91,7 @@ fi
 
 nvidia-smi -L | tee "$out/gpu.txt"
 echo "bundle built with CUDA $(manifest_get cuda_version); nvcc here: $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')" | tee -a "$out/gpu.txt"
+bash "$repo/tools/machine_report.sh" > "$out/environment.txt" 2>&1 || true
 
 status=0
 cd "$src_root"   # some upstream tests use paths relative to the source root
@@ -81,16 +103,34 @@ grep -q '^\[  PASSED  \]' "$out/gtest_generative_loss.log" && \
   ! grep -q '^\[  FAILED  \]' "$out/gtest_generative_loss.log" || status=1
 
 if [ "$run_all" = 1 ]; then
-  echo "== the whole upstream + GenerativeLoss suite"
-  "$work/test.testbin" --gtest_output="xml:$out/gtest_all.xml" \
-    > "$out/gtest_all.log" 2>&1 || status=1
-  grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$out/gtest_all.log" | head -40
+  echo "== the whole upstream + GenerativeLoss suite ($jobs shards)"
+  start=$(date +%s)
+  pids=()
+  for ((i = 0; i < jobs; i++)); do
+    GTEST_TOTAL_SHARDS=$jobs GTEST_SHARD_INDEX=$i timeout "$suite_timeout" "$work/test.testbin" \
+      --gtest_filter="$gtest_filter" --gtest_output="xml:$out/gtest_all_$i.xml" \
+      > "$out/gtest_all_$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for ((i = 0; i < jobs; i++)); do
+    wait "${pids[$i]}" || { echo "shard $i failed (exit $?)"; status=1; }
+  done
+  echo "suite: $(( $(date +%s) - start )) s"
+  cat "$out"/gtest_all_*.log > "$out/gtest_all.log"
+  rm -f "$out"/gtest_all_*.log
+  grep -E '^\[  FAILED  \] [A-Za-z]' "$out/gtest_all.log" | sort -u | head -40 || true
+  shard_reports=()
+  for ((i = 0; i < jobs; i++)); do shard_reports+=("$out/gtest_all_$i.xml"); done
+  python3 "$repo/tools/run_tests.py" --sum-junit "${shard_reports[@]}" | tee "$out/gtest_all_summary.txt" \
+    || status=1
 fi
 cd "$repo"
 
-echo "== GenerativeLoss vs SoftmaxWithLoss, caffe time on the GPU"
-python3 tools/bench_generative_loss.py --caffe-time-only --gpu \
-  --caffe "$work/caffe" --output "$out/bench_generative_loss_gpu.md" || status=1
+if [ "$bench" = 1 ]; then
+  echo "== GenerativeLoss vs SoftmaxWithLoss, caffe time on the GPU"
+  python3 tools/bench_generative_loss.py --caffe-time-only --gpu --repeats "$bench_repeats" \
+    --caffe "$work/caffe" --output "$out/bench_generative_loss_gpu.md" || status=1
+fi
 
 echo "gpu_checks: results in $out (status $status)"
 exit $status

@@ -64,6 +64,20 @@ def run_part(name, cmd, report, env, cwd):
     return passed, failed, skipped
 
 
+def sum_reports(paths):
+    """Print `N passed, N failed, N skipped` over JUnit reports; 1 if any failed."""
+    totals = [0, 0, 0]
+    for path in paths:
+        counts = count_junit(path) if os.path.exists(path) else (0, 1, 0)
+        if not os.path.exists(path):
+            print(f"{path}: no report (the run died before writing it); counted as 1 failure")
+        for i, n in enumerate(counts):
+            totals[i] += n
+    passed, failed, skipped = totals
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed or passed == 0 else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +87,12 @@ def main():
                         help="gtest filter (default: all tests, minus *GPU* without a GPU)")
     parser.add_argument("--pytest-args", default="",
                         help="extra arguments for pytest, e.g. '-k hmc'")
+    parser.add_argument("--sum-junit", nargs="+", metavar="XML",
+                        help="only sum these JUnit reports (e.g. gtest shards) into the closing "
+                             "line; a missing report counts as 1 failure")
     args = parser.parse_args()
+    if args.sum_junit:
+        return sum_reports(args.sum_junit)
 
     build = os.path.abspath(args.build)
     source_root = os.path.join(build, "caffe-src")

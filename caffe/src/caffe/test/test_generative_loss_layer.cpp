@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <cmath>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -462,5 +465,129 @@ TEST_F(GenerativeLossDeathTest, BadParameters) {
                  "must differ");
   }
 }
+
+#ifndef CPU_ONLY
+// The GPU kernels against the CPU code on many random problems: loss, ESS and
+// every score gradient. The two paths sum in different orders and use
+// different exp/log, so they agree to rounding: |gpu - cpu| <= tol *
+// max(1, |cpu|), tol 2e-5 for float and 1e-11 for double (float's epsilon is
+// 1.2e-7; a column's log-sum-exp over 256 rows adds up to ~256 roundings).
+template <typename Dtype>
+class GenerativeLossGPUParityTest : public ::testing::Test {
+ protected:
+  struct Outputs {
+    vector<Dtype> loss_ess;   // loss, then ESS
+    vector<Dtype> gradient;   // N x C
+  };
+
+  Outputs Run(Caffe::Brew mode, const LayerParameter& param,
+      const Blob<Dtype>& score, const Blob<Dtype>& label, Dtype top_diff) {
+    Caffe::set_mode(mode);
+    Blob<Dtype> score_copy, label_copy, loss, ess;
+    score_copy.CopyFrom(score, false, true);
+    label_copy.CopyFrom(label, false, true);
+    vector<Blob<Dtype>*> bottom, top;
+    bottom.push_back(&score_copy);
+    bottom.push_back(&label_copy);
+    top.push_back(&loss);
+    top.push_back(&ess);
+    GenerativeLossLayer<Dtype> layer(param);
+    layer.SetUp(bottom, top);
+    layer.Forward(bottom, top);
+    loss.mutable_cpu_diff()[0] = top_diff;
+    vector<bool> propagate_down(2, false);
+    propagate_down[0] = true;
+    layer.Backward(top, propagate_down, bottom);
+    Outputs out;
+    out.loss_ess.push_back(loss.cpu_data()[0]);
+    out.loss_ess.push_back(ess.cpu_data()[0]);
+    out.gradient.assign(score_copy.cpu_diff(),
+                        score_copy.cpu_diff() + score_copy.count());
+    return out;
+  }
+
+  static void ExpectClose(const vector<Dtype>& cpu, const vector<Dtype>& gpu,
+      const std::string& what) {
+    const double tol = sizeof(Dtype) == 4 ? 2e-5 : 1e-11;
+    ASSERT_EQ(cpu.size(), gpu.size()) << what;
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(gpu[i])) << what << " [" << i << "]";
+      ASSERT_NEAR(gpu[i], cpu[i],
+                  tol * std::max(1.0, std::fabs(double(cpu[i]))))
+          << what << " [" << i << "]";
+    }
+  }
+};
+
+TYPED_TEST_CASE(GenerativeLossGPUParityTest, TestDtypes);
+
+TYPED_TEST(GenerativeLossGPUParityTest, TestCPUEqualsGPURandomProblems) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1702);
+  const int nums[] = {1, 2, 7, 64, 256};
+  const int classes[] = {1, 2, 10, 1000};
+  const LossParameter_NormalizationMode modes[] = {
+      LossParameter_NormalizationMode_VALID,
+      LossParameter_NormalizationMode_BATCH_SIZE,
+      LossParameter_NormalizationMode_FULL,
+      LossParameter_NormalizationMode_NONE};
+  int problem = 0;
+  for (int ni = 0; ni < 5; ++ni) {
+    for (int ci = 0; ci < 4; ++ci) {
+      for (int variant = 0; variant < 4; ++variant, ++problem) {
+        const int num = nums[ni], classes_count = classes[ci];
+        // variant 0: plain; 1: ignore_label; 2: semi-supervised with
+        // unlabelled rows; 3: semi-supervised, ignore_label, class prior.
+        LayerParameter param;
+        param.mutable_loss_param()->set_normalization(modes[problem % 4]);
+        const bool ignore = variant == 1 || variant == 3;
+        const bool semi = variant >= 2;
+        if (ignore) { param.mutable_loss_param()->set_ignore_label(-7); }
+        if (semi) {
+          GenerativeLossParameter* gp =
+              param.mutable_generative_loss_param();
+          gp->set_semi_supervised(true);
+          gp->set_unlabeled_weight(0.1 + 0.2 * (problem % 3));
+          if (variant == 3) {
+            for (int c = 0; c < classes_count; ++c) {
+              gp->add_class_prior(1 + caffe_rng_rand() % 5);
+            }
+          }
+        }
+        Blob<Dtype> score(num, classes_count, 1, 1), label(num, 1, 1, 1);
+        FillerParameter filler_param;
+        filler_param.set_std(1 + problem % 4);
+        GaussianFiller<Dtype> filler(filler_param);
+        filler.Fill(&score);
+        for (int j = 0; j < num; ++j) {
+          int y = caffe_rng_rand() % classes_count;
+          const unsigned int draw = caffe_rng_rand() % 4;
+          if (ignore && draw == 0) { y = -7; }
+          if (semi && draw == 1) {
+            y = -1;  // unlabelled: a clear arg-max, so that rounding
+                     // cannot make CPU and GPU pick different classes
+            score.mutable_cpu_data()[j * classes_count
+                + caffe_rng_rand() % classes_count] += 12;
+          }
+          label.mutable_cpu_data()[j] = y;
+        }
+        const Dtype top_diff = 0.5 + (problem % 3);
+        std::ostringstream what;
+        what << "problem " << problem << ": N=" << num << " C="
+             << classes_count << " variant " << variant << " normalization "
+             << LossParameter_NormalizationMode_Name(modes[problem % 4]);
+        const typename TestFixture::Outputs cpu =
+            this->Run(Caffe::CPU, param, score, label, top_diff);
+        const typename TestFixture::Outputs gpu =
+            this->Run(Caffe::GPU, param, score, label, top_diff);
+        this->ExpectClose(cpu.loss_ess, gpu.loss_ess, what.str() + " loss/ESS");
+        this->ExpectClose(cpu.gradient, gpu.gradient,
+                          what.str() + " gradient");
+      }
+    }
+  }
+  Caffe::set_mode(Caffe::CPU);
+}
+#endif  // CPU_ONLY
 
 }  // namespace caffe
