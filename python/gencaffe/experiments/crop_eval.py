@@ -274,8 +274,8 @@ def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print,
 def _evaluate(cfg, data, log, progress_factory, keep_probs):
     import caffe
     if cfg.gpu is not None:
-        caffe.set_mode_gpu()
         caffe.set_device(int(cfg.gpu))
+        caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
     warnings: List[str] = []
