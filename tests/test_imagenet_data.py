@@ -110,6 +110,10 @@ def test_missing_folders_and_label_file_are_named(tree_copy, tmp_path):
     assert "no label file for the val images" in problems_of(root=str(tree_copy))
     shutil.rmtree(tree_copy / "train")
     assert "train folder not found: %s" % (tree_copy / "train") in problems_of(root=str(tree_copy))
+    os.mkdir(tree_copy / "train")
+    (tree_copy / "train" / "n01440764.tar").write_bytes(b"")
+    assert "no class folders (expected %s/<wnid>/*.JPEG); it holds 1 .tar files: unpack" % (
+        tree_copy / "train") in problems_of(root=str(tree_copy))
 
 
 def test_a_label_file_that_does_not_match_the_tree(tree_copy):

@@ -58,26 +58,26 @@ def build_parser():
                         "synset_words.txt if present); optional if --train-dir and --val-dir "
                         "are given")
     src = p.add_argument_group("inputs (defaults derived from ROOT)")
-    src.add_argument("--train-dir", help="train images: a <wnid>/ class tree, or the folder "
+    src.add_argument("--train-dir", metavar="DIR", help="train images: a <wnid>/ class tree, or the folder "
                                          "--train-list paths are relative to (default ROOT/train)")
-    src.add_argument("--train-list", help="a convert_imageset list file 'relative/path LABEL' for "
+    src.add_argument("--train-list", metavar="FILE", help="a convert_imageset list file 'relative/path LABEL' for "
                                           "train (e.g. Caffe's ilsvrc12 train.txt) instead of "
                                           "scanning the tree")
-    src.add_argument("--val-dir", help="val images: a flat folder with a label file, or a <wnid>/ "
+    src.add_argument("--val-dir", metavar="DIR", help="val images: a flat folder with a label file, or a <wnid>/ "
                                        "class tree (default ROOT/val)")
-    src.add_argument("--val-labels", "--val-list", dest="val_list",
+    src.add_argument("--val-labels", "--val-list", dest="val_list", metavar="FILE",
                      help="the val label file, 'NAME LABEL' lines relative to --val-dir (Caffe's "
                           "ilsvrc12 val.txt; LABEL may be an index or a wnid). Default: ROOT/val.txt "
                           "or VAL_DIR/val.txt, unless val is a class tree")
-    src.add_argument("--classes", help="class order, one name a line (synsets.txt) or 'name words' "
+    src.add_argument("--classes", metavar="FILE", help="class order, one name a line (synsets.txt) or 'name words' "
                                        "(synset_words.txt); default ROOT/synsets.txt if present, "
                                        "else the sorted train class folders")
-    src.add_argument("--class-names", help="'wnid words' file for synset_words.txt in the output "
+    src.add_argument("--class-names", metavar="FILE", help="'wnid words' file for synset_words.txt in the output "
                                            "(default ROOT/synset_words.txt if present)")
     src.add_argument("--allow-missing-val-classes", action="store_true",
                      help="accept val labels that cover fewer classes than train (default: error)")
     out = p.add_argument_group("output")
-    out.add_argument("--out-dir", default=os.path.join(REPO, "data", "imagenet"),
+    out.add_argument("--out-dir", metavar="DIR", default=os.path.join(REPO, "data", "imagenet"),
                      help="output folder; must be new, empty, or an earlier output of this tool "
                           "(default: %(default)s)")
     out.add_argument("--size", type=parse_size, default=(256, 256), metavar="N|HxW",

@@ -130,7 +130,7 @@ def check_output_folder(out_dir: str) -> Optional[dict]:
     others = [n for n in os.listdir(out_dir) if not n.startswith(STAGING_PREFIX)]
     if manifest is None and others:
         raise DataError("output folder %s exists and was not written by this tool (no %s of %s; "
-                        "it holds %s); choose an empty or new --out-dir, nothing was changed"
+                        "it holds %s); choose an empty or new --out-dir"
                         % (out_dir, MANIFEST_NAME, TOOL_ID, quote_some(sorted(others), 5)))
     return manifest
 

@@ -174,7 +174,11 @@ def scan_class_tree(folder: str, split: str, classes: Optional[Sequence[str]] = 
         warnings.append("%s: %d image file(s) directly in the folder, outside any class folder, "
                         "are ignored: %s" % (folder, len(loose), quote_some(sorted(loose))))
     if not folders:
-        problems.append("%s has no class folders (expected %s/<wnid>/*.JPEG)" % (folder, folder))
+        tars = [n for n in os.listdir(folder) if n.endswith(".tar")]
+        hint = ("; it holds %d .tar files: unpack each n*.tar into a folder of its name first"
+                % len(tars)) if tars else ""
+        problems.append("%s has no class folders (expected %s/<wnid>/*.JPEG)%s"
+                        % (folder, folder, hint))
         return [], [], problems, warnings
     labels = {name: i for i, name in enumerate(classes if classes is not None else folders)}
     entries, empty, unknown = [], [], []
