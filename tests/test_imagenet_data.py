@@ -228,6 +228,32 @@ def test_second_run_is_a_no_op_and_a_changed_input_rebuilds(tree, built, tmp_pat
 
 
 @needs_tools
+def test_a_run_killed_while_moving_outputs_into_place_is_redone(tree, built, tmp_path, monkeypatch):
+    out, manifest = built
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    real_rename, moved = os.rename, []
+
+    def dying_rename(src, dst):
+        if str(dst) == str(copy / "val_lmdb") and ".staging-" in str(src):
+            raise KeyboardInterrupt  # killed after train_lmdb was replaced
+        moved.append(dst)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(imagenet.os, "rename", dying_rename)
+    sources = imagenet_sources.resolve(str(tree))
+    options = imagenet.Options(height=SIZE, width=SIZE, seed=2)   # another shuffle
+    with pytest.raises(KeyboardInterrupt):
+        imagenet.prepare(sources, str(copy), options, tools_dir=TOOLS, log=quiet)
+    monkeypatch.setattr(imagenet.os, "rename", real_rename)
+    assert json.loads((copy / "manifest.json").read_text())["fingerprint"] is None
+    # still ours, not current: the next run rebuilds it instead of refusing or skipping
+    again, changed = imagenet.prepare(sources, str(copy), options, tools_dir=TOOLS, log=quiet)
+    assert changed and again["counts"] == manifest["counts"]
+    assert [n for n in os.listdir(copy) if n.startswith(".")] == []
+
+
+@needs_tools
 def test_encoded_datums(tree, tmp_path):
     from gencaffe.data import datum_io
     out = tmp_path / "enc"

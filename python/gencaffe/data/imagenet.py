@@ -373,11 +373,13 @@ def _check_classes_left(sources: Sources, train_list, skipped):
 
 
 def _promote(staging: str, out_dir: str, manifest: dict) -> None:
-    """Move the finished outputs into out_dir. The old manifest goes first and the new
-    one comes last, so a run killed in between is never taken for a finished one."""
+    """Move the finished outputs into out_dir. First the manifest is replaced by one that
+    says "replacing" (no fingerprint: the folder stays ours, but is not current), the new
+    manifest comes last, so a run killed in between is never taken for a finished one."""
     old_manifest = os.path.join(out_dir, MANIFEST_NAME)
-    if os.path.exists(old_manifest):
-        os.remove(old_manifest)
+    with atomic_write(old_manifest, "w") as handle:
+        json.dump({"tool": TOOL_ID, "format_version": FORMAT_VERSION, "fingerprint": None,
+                   "state": "replacing outputs (a run stopped here: rerun to rebuild)"}, handle)
     attic = os.path.join(staging, ".replaced")
     os.makedirs(attic)
     for name in OUTPUTS:
