@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Benchmark HMC visualization on LeNet with the paper's settings (SPEC §5).
+"""Benchmark HMC visualization with the paper's settings (SPEC §5).
 
-Measures, on this machine and in one run:
-  * samples per minute (one sample = one chain after 300 iterations of L = 100
-    leapfrog steps, eps 1e-4, sigma 10, mass 0.01), for one chain and for
-    batches of chains, against the paper's 0.4 min per sample (GTX Titan);
+Measures, on this machine (CPU, or a GPU with --gpu) and in one run:
+  * samples per minute for one chain and for batches of chains, against the
+    paper's cost on a GTX Titan: --preset lenet (default): node ip2, 300
+    iterations of L = 100 leapfrog steps, eps 1e-4, sigma 10, mass 0.01; paper
+    0.4 min per sample. --preset alexnet: node fc8 of models/alexnet/deploy,
+    500 iterations of L = 50, eps 3e-6, sigma 10, mass 1e-5, T 0.001, chains
+    from the zero image; paper 12 min per sample;
   * the overhead ratio = HMC wall time / (gradient evaluations x the time of a
     bare net.forward() + net.backward() on the same net, measured alongside).
 
 Per-iteration cost is constant (every iteration does exactly L forward/backward
-passes), so the batch sweep times --iterations iterations and scales to 300; a
-full 300-iteration single-chain run checks that scaling. Writes results/bench_hmc.md.
+passes), so the batch sweep times --iterations iterations and scales to a whole
+sample; a full single-chain run (LeNet only, skip with --no-full-run) checks
+that scaling. Writes results/bench_hmc.md (or --out).
 
   python tools/bench_hmc.py [--weights runs/.../lenet_iter_N.caffemodel]
+  python tools/bench_hmc.py --preset alexnet --gpu 0 --batches 1,8,32 --iterations 4
 """
 import argparse
 import datetime
@@ -30,9 +35,27 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 import numpy as np  # noqa: E402
 
-PAPER_MIN_PER_SAMPLE = 0.4
-PAPER = dict(step_size=1e-4, n_leapfrog=100, sigma=10.0, mass=0.01, temperature=1.0,
-             iterations=300)
+PRESETS = {
+    # journal Sec. 4.6 / 5.3 (SPEC §5); minutes per sample on a GTX Titan
+    "lenet": dict(model=os.path.join(REPO, "models", "lenet", "lenet_deploy.prototxt"),
+                  node="ip2", classes=10, step_size=1e-4, n_leapfrog=100, sigma=10.0,
+                  mass=0.01, temperature=1.0, iterations=300, init="noise",
+                  paper_min_per_sample=0.4),
+    "alexnet": dict(model=os.path.join(REPO, "models", "alexnet", "deploy.prototxt"),
+                    node="fc8", classes=1000, step_size=3e-6, n_leapfrog=50, sigma=10.0,
+                    mass=1e-5, temperature=0.001, iterations=500, init="zero",
+                    paper_min_per_sample=12.0),
+}
+PAPER = dict(PRESETS["lenet"])   # the preset in use (main() replaces it)
+
+
+def set_device(gpu):
+    import caffe
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(gpu)
+        caffe.set_mode_gpu()
 
 
 def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None):
@@ -43,11 +66,14 @@ def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None):
     ~50 ms granularity, so both see the same CPU load even on a busy machine.
     With a barrier (worker processes) all workers start together."""
     from gencaffe.hmc import sampler as hmc, target as caffe_target
-    channels = [i % 10 for i in range(n_chains)]
-    target = caffe_target.build_node_target(model, weights, "ip2", channels)
+    channels = [i % PAPER["classes"] for i in range(n_chains)]
+    target = caffe_target.build_node_target(model, weights, PAPER["node"], channels)
     net = target.net
     rng = np.random.default_rng(seed)
-    x0 = rng.normal(0, PAPER["sigma"], size=target.cut.input_shape)
+    if PAPER["init"] == "zero":
+        x0 = np.zeros(target.cut.input_shape)
+    else:
+        x0 = rng.normal(0, PAPER["sigma"], size=target.cut.input_shape)
     potential = hmc.make_potential(target.score, PAPER["sigma"], PAPER["temperature"])
     settings = hmc.HMCSettings(PAPER["step_size"], PAPER["n_leapfrog"], PAPER["mass"], iterations)
     for _ in range(20):                       # warm caches and allocations
@@ -80,9 +106,10 @@ def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None):
 
 
 def _worker(args):
-    model, weights, n_chains, iterations, seed = args
-    import caffe
-    caffe.set_mode_cpu()
+    model, weights, n_chains, iterations, seed, preset = args
+    PAPER.clear()
+    PAPER.update(PRESETS[preset])          # a spawned process starts from the defaults
+    set_device(None)
     return time_hmc(model, weights, n_chains, iterations, seed, _BARRIER)
 
 
@@ -94,7 +121,7 @@ def _init_worker(barrier):
     _BARRIER = barrier
 
 
-def time_hmc_workers(model, weights, n_chains, iterations, workers):
+def time_hmc_workers(model, weights, n_chains, iterations, workers, preset):
     """n_chains split over ``workers`` processes (one BLAS thread each), timed together:
     the wall time is the slowest worker's, the bare pass the workers' mean."""
     import multiprocessing as mp
@@ -103,7 +130,8 @@ def time_hmc_workers(model, weights, n_chains, iterations, workers):
     os.environ["OPENBLAS_NUM_THREADS"] = "1"      # inherited by the spawned workers
     per = [n_chains // workers + (1 if i < n_chains % workers else 0) for i in range(workers)]
     with ctx.Pool(workers, initializer=_init_worker, initargs=(barrier,)) as pool:
-        parts = pool.map(_worker, [(model, weights, n, iterations, i) for i, n in enumerate(per)])
+        parts = pool.map(_worker, [(model, weights, n, iterations, i, preset)
+                                   for i, n in enumerate(per)])
     wall = max(p["wall"] for p in parts)
     return dict(chains=n_chains, iterations=iterations, wall=wall,
                 evals=max(p["evals"] for p in parts),
@@ -115,9 +143,19 @@ def random_weights(model, folder):
     import caffe
     caffe.set_random_seed(0)
     net = caffe.Net(model, caffe.TEST)
-    path = os.path.join(folder, "lenet_random.caffemodel")
+    path = os.path.join(folder, "random.caffemodel")
     net.save(path)
     return path
+
+
+def gpu_name(gpu):
+    import subprocess
+    try:
+        out = subprocess.run(["nvidia-smi", "-i", str(gpu), "--query-gpu=name,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        return "GPU %d: %s (driver %s)" % ((gpu,) + tuple(out.stdout.strip().split(", ")[:2]))
+    except (OSError, ValueError, TypeError, subprocess.TimeoutExpired):
+        return "GPU %d" % gpu
 
 
 def cpu_name():
@@ -136,12 +174,16 @@ def _row(r):
     min_per_sample = per_iter * PAPER["iterations"] / 60 / r["chains"]
     spm = 1 / min_per_sample
     return dict(r, per_iter=per_iter, min_per_sample=min_per_sample, spm=spm,
-                speedup=spm * PAPER_MIN_PER_SAMPLE, overhead=r["wall"] / (r["evals"] * r["bare"]))
+                speedup=spm * PAPER["paper_min_per_sample"],
+                overhead=r["wall"] / (r["evals"] * r["bare"]))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=os.path.join(REPO, "models", "lenet", "lenet_deploy.prototxt"))
+    p.add_argument("--preset", choices=sorted(PRESETS), default="lenet",
+                   help="net, node and the paper's HMC settings (default lenet)")
+    p.add_argument("--model", help="deploy prototxt (default: the preset's)")
+    p.add_argument("--gpu", type=int, metavar="ID", help="run on this GPU (default: CPU)")
     p.add_argument("--weights", help="trained caffemodel (default: seeded random weights; "
                                      "the cost does not depend on the weight values)")
     p.add_argument("--batches", default="1,2,4,8,16,32,64",
@@ -155,17 +197,21 @@ def main(argv=None):
                    help="skip the full 300-iteration single-chain run")
     p.add_argument("--out", default=os.path.join(REPO, "results", "bench_hmc.md"))
     args = p.parse_args(argv)
+    PAPER.clear()
+    PAPER.update(PRESETS[args.preset])
+    args.model = args.model or PAPER["model"]
+    if args.gpu is not None:
+        args.workers = 1          # one GPU: chains are batched, not split over processes
 
-    import caffe
-    caffe.set_mode_cpu()
+    set_device(args.gpu)
     batches = [int(v) for v in args.batches.split(",")]
     blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights or random_weights(args.model, tmp)
         full = None
-        if not args.no_full_run:
-            full = _row(time_hmc(args.model, weights, 1, PAPER["iterations"]))
+        if not args.no_full_run and args.preset == "lenet":
+            full = _row(dict(time_hmc(args.model, weights, 1, PAPER["iterations"]), workers=1))
             print(f"full single chain: {full['wall']:.1f} s/sample, overhead {full['overhead']:.3f}",
                   flush=True)
         for b in batches:
@@ -177,27 +223,31 @@ def main(argv=None):
             for b in batches:
                 if b < args.workers:
                     continue
-                r = _row(time_hmc_workers(args.model, weights, b, args.iterations, args.workers))
+                r = _row(time_hmc_workers(args.model, weights, b, args.iterations, args.workers,
+                                          args.preset))
                 rows.append(r)
                 print(f"{args.workers} processes, {b:3d} chains: {r['per_iter']:.3f} s/iteration, "
                       f"{r['speedup']:.2f}x paper, overhead {r['overhead']:.3f}", flush=True)
 
     cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    device = cpu_name() if args.gpu is None else gpu_name(args.gpu)
     lines = [
-        "# HMC visualization benchmark (LeNet, paper settings)",
+        "# HMC visualization benchmark (%s %s, paper settings, %s)"
+        % (args.preset, PAPER["node"], "CPU" if args.gpu is None else "GPU"),
         "",
         f"Command: `python tools/bench_hmc.py{(' ' + cmd) if cmd else ''}`",
         "",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}; CPU: {cpu_name()}, "
-        f"{os.cpu_count()} cores; load average at the end: "
+        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}; device: {device}; "
+        f"{os.cpu_count()} CPU cores; load average at the end: "
         f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; OPENBLAS_NUM_THREADS={blas_threads} "
         "(worker processes: 1); weights: "
         f"{args.weights or 'seeded random (the cost does not depend on the values)'}.",
         "",
         f"Settings: eps {PAPER['step_size']}, L {PAPER['n_leapfrog']}, sigma {PAPER['sigma']}, "
-        f"mass {PAPER['mass']}, {PAPER['iterations']} iterations per sample, node ip2 "
-        "(chains spread over the 10 classes). Paper: 0.4 min per sample on a GTX Titan, "
-        "one chain at a time = 2.5 samples/min.",
+        f"mass {PAPER['mass']}, T {PAPER['temperature']}, {PAPER['iterations']} iterations per "
+        f"sample, node {PAPER['node']} (chains spread over its {PAPER['classes']} classes), "
+        f"start: {PAPER['init']}. Paper: {PAPER['paper_min_per_sample']} min per sample on a "
+        f"GTX Titan, one chain at a time = {1 / PAPER['paper_min_per_sample']:.3g} samples/min.",
         "",
         f"Sweep: {args.iterations} timed iterations per row, scaled to {PAPER['iterations']} "
         "(every iteration is exactly L forward/backward passes, so the cost per iteration "
@@ -227,8 +277,8 @@ def main(argv=None):
     single = [r for r in rows if r["workers"] == 1]
     best1 = max(single, key=lambda r: r["spm"]) if single else None
     best = max(rows, key=lambda r: r["spm"]) if rows else None
-    lines += ["", "Targets (issue): >= 3x the paper's per-sample speed on 2 CPU cores; "
-                  "overhead <= 1.1.", ""]
+    lines += ["", "Targets (issues 6, 16): >= 3x the paper's per-sample speed on 2 CPU cores; "
+                  ">= 100x on a GPU; overhead <= 1.1.", ""]
     if single and single[0]["chains"] == 1:
         lines.append(f"- single chain: {single[0]['speedup']:.2f}x, overhead {single[0]['overhead']:.3f}")
     if best1 is not None:
