@@ -195,3 +195,32 @@ def test_bad_requests_get_a_message(tmp_path):
     result = run("--arch", "lenet", "--variant", "semi", "--out", str(tmp_path / "x.prototxt"))
     assert result.returncode != 0 and "unknown variant 'semi'" in result.stderr
     assert not (tmp_path / "x.prototxt").exists()
+
+
+def test_dummy_data_and_engine_options():
+    """Benchmark nets: DummyData (no LMDB) of the net's input shape, and every
+    engine-selectable layer forced to one engine."""
+    from dataclasses import replace
+    arch = catalog.architecture("alexnet")
+    options = variants.NetOptions(data=replace(arch.data, dummy=True, train_batch=3),
+                                  engine="CAFFE", num_classes=5)
+    net = variants.build(arch, "gg", options)
+    dummy = net.layer[0]
+    assert dummy.type == "DummyData" and list(dummy.top) == ["data", "label"]
+    assert [list(s.dim) for s in dummy.dummy_data_param.shape] == [[3, 3, 227, 227], [3]]
+    assert not [l for l in net.layer if l.type == "Data"]
+    engines = {l.name: getattr(l, variants.ENGINE_FIELDS[l.type]).engine
+               for l in net.layer if l.type in variants.ENGINE_FIELDS}
+    assert set(engines) >= {"conv1", "relu1", "norm1", "pool1", "conv5", "relu7"}
+    assert set(engines.values()) == {caffe_pb2.ConvolutionParameter.CAFFE}   # CAFFE = 1 in each enum
+    import caffe
+    caffe_net = caffe.Net(_write(net), caffe.TRAIN)
+    assert caffe_net.blobs["fc8"].data.shape == (3, 5)
+
+
+def _write(net_param):
+    import tempfile
+    handle = tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False)
+    handle.write(text_format.MessageToString(net_param))
+    handle.close()
+    return handle.name

@@ -39,6 +39,9 @@ class DataSpec:
     # from unlabelled_source (unlabelled_batch per batch).
     unlabelled_source: Optional[str] = None
     unlabelled_batch: int = 0
+    # Benchmarks: DummyData instead of Data (no LMDB; Gaussian images, labels
+    # 0), one layer for both phases; the sources are then unused.
+    dummy: bool = False
 
     def with_crop(self, crop_size):
         return replace(self, crop_size=crop_size)
@@ -94,6 +97,34 @@ def train_data(n, spec: DataSpec, semi_supervised=False):
                       include=dict(phase=caffe.TRAIN))
     n.label = L.Concat(n.label_labelled, n.label_unlabelled, concat_param=dict(axis=0),
                        include=dict(phase=caffe.TRAIN))
+
+
+def dummy_data(n, spec: DataSpec, image_shape):
+    """n.data (batch x image_shape, Gaussian) and n.label (batch, zeros)."""
+    caffe, L, P = _caffe()
+    n.data, n.label = L.DummyData(
+        shape=[dict(dim=[spec.train_batch] + list(image_shape)), dict(dim=[spec.train_batch])],
+        data_filler=[dict(type="gaussian", std=1), dict(type="constant", value=0)], ntop=2)
+
+
+# Layer types whose implementation Caffe picks by an `engine` field (CAFFE or
+# CUDNN; DEFAULT = cuDNN in a cuDNN build), and where that field lives.
+ENGINE_FIELDS = {"Convolution": "convolution_param", "Deconvolution": "convolution_param",
+                 "Pooling": "pooling_param", "ReLU": "relu_param", "Sigmoid": "sigmoid_param",
+                 "TanH": "tanh_param", "LRN": "lrn_param", "Softmax": "softmax_param",
+                 "SoftmaxWithLoss": "softmax_param"}
+
+
+def set_engine(net, engine: str):
+    """Set every engine-selectable layer of NetParameter `net` to `engine`
+    ("CAFFE" or "CUDNN"), e.g. to time a net with and without cuDNN."""
+    from caffe.proto import caffe_pb2
+    for layer in net.layer:
+        field = ENGINE_FIELDS.get(layer.type)
+        if field:
+            param = getattr(layer, field)
+            param.engine = getattr(type(param), engine)
+    return net
 
 
 def test_data_layer(spec: DataSpec):

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple
 
-from .layers import (DataSpec, accuracy_layers, deploy_input, deploy_prob, dg_loss, gg_loss,
-                     test_data_layer, train_data)
+from .layers import (ENGINE_FIELDS, DataSpec, accuracy_layers, deploy_input, deploy_prob, dg_loss,
+                     dummy_data, gg_loss, set_engine, test_data_layer, train_data)
 
 WHOLE_FLOAT = re.compile(r"^(\s*\w+: -?\d+)\.0$", re.M)
 VARIANTS = ("dg", "gg", "semi_gg", "deploy")
@@ -90,6 +90,7 @@ class NetOptions:
     labelled_share: float = DEFAULT_LABELLED_SHARE
     unlabeled_weight: float = DEFAULT_UNLABELED_WEIGHT
     class_prior: Tuple[float, ...] = ()      # rho_y; empty = uniform
+    engine: Optional[str] = None             # "CAFFE" / "CUDNN" for every layer that has one
 
 
 def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
@@ -108,7 +109,7 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
         net = n.to_proto()
         net.force_backward = True
         net.name = arch.name
-        return net
+        return set_engine(net, options.engine) if options.engine else net
 
     semi = variant == "semi_gg"
     data = options.data or (arch.semi_data if semi else arch.data)
@@ -116,7 +117,10 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
         if not data.unlabelled_source:
             raise ValueError("the semi-supervised net needs an unlabelled data source")
         data = semi_data(data, options.labelled_share)
-    train_data(n, data, semi_supervised=semi)
+    if data.dummy:
+        dummy_data(n, data, arch.deploy_shape[1:])
+    else:
+        train_data(n, data, semi_supervised=semi)
     score = arch.body(n, num_classes)
     accuracy_layers(n, score, tuple(k for k in arch.accuracy_top_k if k <= num_classes))
     if variant == "dg":
@@ -125,16 +129,16 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
         gg_loss(n, score, semi_supervised=semi, unlabeled_weight=options.unlabeled_weight,
                 class_prior=options.class_prior)
     net = n.to_proto()
-    # the TEST Data layer goes right after the TRAIN data layers
-    first_body = next(i for i, layer in enumerate(net.layer)
-                      if not (layer.include and layer.include[0].phase == caffe.TRAIN))
-    test_layer = test_data_layer(data)
-    layers = list(net.layer)
-    layers.insert(first_body, test_layer)
-    del net.layer[:]
-    net.layer.extend(layers)
+    if not data.dummy:
+        # the TEST Data layer goes right after the TRAIN data layers
+        first_body = next(i for i, layer in enumerate(net.layer)
+                          if not (layer.include and layer.include[0].phase == caffe.TRAIN))
+        layers = list(net.layer)
+        layers.insert(first_body, test_data_layer(data))
+        del net.layer[:]
+        net.layer.extend(layers)
     net.name = "%s_%s" % (arch.name, variant.upper())
-    return net
+    return set_engine(net, options.engine) if options.engine else net
 
 
 def header(arch: Architecture, variant: str, generated_by: str) -> str:

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Whole-net benchmarks of LeNet, AlexNet and ZF: GG vs DG iteration time
+(`caffe time`), and training throughput (`caffe train`), with and without cuDNN.
+
+Two steps, so that the machine that runs them needs only the caffe binary and
+Python's standard library (no pycaffe):
+
+  tools/bench_nets.py --prepare DIR [--batch ARCH=N ...] [--lmdb-source PATH --mean-file F]
+      writes DIR/*.prototxt and DIR/plan.json with the net generator
+      (python/gencaffe/nets): train_val nets with DummyData input (Gaussian
+      images, labels 0) at the paper's batch sizes (LeNet 64, AlexNet and ZF
+      256) unless --batch says otherwise; for AlexNet also throughput solvers,
+      each with the default engine (cuDNN in a cuDNN build) and with every
+      layer forced to Caffe's own (engine: CAFFE), from DummyData and, with
+      --lmdb-source, from an LMDB of 256x256 images read at run time.
+  tools/bench_nets.py --run DIR --caffe BIN [--gpu N] [--repeats R] [--out FILE]
+      `caffe time` of each net, DG and GG alternating (DG GG DG GG ...),
+      best of R (the usual estimate of a cost under additive interference;
+      medians shown beside), then the throughput solvers: images/s over the
+      iterations between the 2nd and the last display line of `caffe train`
+      (glog's microsecond timestamps), so start-up and the first iterations
+      (cuDNN algorithm choice, allocation) are not counted. Writes a markdown
+      table (default results/bench_nets.md).
+
+Targets (issue 12/16): whole net GG/DG <= 1.02.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "python"))
+
+PAPER_BATCH = {"lenet": 64, "alexnet": 256, "zf": 256}
+THROUGHPUT_ARCH = "alexnet"
+# (loss, input, engine): the engines and inputs with DG; GG once beside it
+THROUGHPUT_RUNS = (("dg", "dummy", "DEFAULT"), ("gg", "dummy", "DEFAULT"),
+                   ("dg", "dummy", "CAFFE"), ("dg", "lmdb", "DEFAULT"), ("dg", "lmdb", "CAFFE"))
+GLOG_TIME = re.compile(r"^I\d{8} (\d\d):(\d\d):(\d\d\.\d+)\s+\d+ solver\.cpp:\d+\] Iteration (\d+)")
+
+
+# ------------------------------------------------------------------ prepare
+
+def prepare(out_dir, batches, lmdb_source=None, mean_file=None, throughput_iterations=40,
+            mode="GPU"):
+    """Write the nets and solvers of a benchmark plan; returns the plan."""
+    from dataclasses import replace
+    from gencaffe import pycaffe_path
+    pycaffe_path.add_build_pycaffe(REPO)
+    from gencaffe.atomic_io import atomic_write
+    from gencaffe.nets import catalog, variants
+    os.makedirs(out_dir, exist_ok=True)
+
+    def write(name, text):
+        with atomic_write(os.path.join(out_dir, name), "w") as handle:
+            handle.write(text)
+        return name
+
+    plan = {"time": [], "throughput": [], "batches": batches}
+    for key, batch in batches.items():
+        arch = catalog.architecture(key)
+        data = replace(arch.data, dummy=True, train_batch=batch)
+        pair = {"arch": key, "batch": batch}
+        for loss in ("dg", "gg"):
+            pair[loss] = write("%s_%s_b%d.prototxt" % (key, loss, batch),
+                               variants.prototxt(arch, loss, variants.NetOptions(data=data),
+                                                 generated_by="tools/bench_nets.py"))
+        plan["time"].append(pair)
+    if THROUGHPUT_ARCH in batches:
+        arch = catalog.architecture(THROUGHPUT_ARCH)
+        batch = batches[THROUGHPUT_ARCH]
+        data = {"dummy": replace(arch.data, dummy=True, train_batch=batch)}
+        if lmdb_source:
+            data["lmdb"] = replace(arch.data, train_source=lmdb_source, test_source=lmdb_source,
+                                   mean_file=mean_file, train_batch=batch, test_batch=batch)
+        for loss, source, engine in THROUGHPUT_RUNS:
+            if source not in data:
+                continue
+            options = variants.NetOptions(data=data[source],
+                                          engine=None if engine == "DEFAULT" else engine)
+            stem = "train_%s_%s_%s_%s_b%d" % (THROUGHPUT_ARCH, loss, source, engine.lower(), batch)
+            net = write(stem + ".prototxt",
+                        variants.prototxt(arch, loss, options, generated_by="tools/bench_nets.py"))
+            solver = write(stem + "_solver.prototxt", solver_text(
+                os.path.join(REPO, "solvers", "%s_%s.prototxt" % (THROUGHPUT_ARCH, loss)),
+                net, throughput_iterations, max(1, throughput_iterations // 4), mode))
+            plan["throughput"].append({"arch": THROUGHPUT_ARCH, "loss": loss, "source": source,
+                                       "engine": engine, "batch": batch, "solver": solver})
+    with atomic_write(os.path.join(out_dir, "plan.json"), "w") as handle:
+        json.dump(plan, handle, indent=2)
+    return plan
+
+
+def solver_text(committed, net, iterations, display, mode):
+    """The committed solver with the benchmark's overrides: its net, a few
+    iterations, no test passes, no snapshots (paths are relative to DIR)."""
+    from gencaffe import solver_config
+    solver = solver_config.load_solver(committed)
+    solver.net = net
+    solver.max_iter = iterations
+    solver.display = display
+    solver.ClearField("test_iter")
+    solver.test_interval = iterations + 1
+    solver.test_initialization = False
+    solver.snapshot = 0
+    solver.snapshot_after_train = False
+    solver.ClearField("snapshot_prefix")
+    solver.solver_mode = getattr(type(solver), mode)
+    return solver_config.solver_text(solver)
+
+
+# ---------------------------------------------------------------------- run
+
+def run_caffe(args_list, cwd, timeout=600):
+    env = dict(os.environ, GLOG_logtostderr="1")
+    proc = subprocess.run(args_list, cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (exit %d):\n%s" % (" ".join(args_list), proc.returncode,
+                                                         proc.stderr[-3000:]))
+    return proc.stderr
+
+
+def caffe_time_ms(caffe, model, iterations, gpu, cwd):
+    cmd = [caffe, "time", "-model", model, "-iterations", str(iterations)]
+    if gpu is not None:
+        cmd += ["-gpu", str(gpu)]
+    log = run_caffe(cmd, cwd)
+    m = re.search(r"Average Forward-Backward: ([\d.]+) ms", log)
+    if not m:
+        raise RuntimeError("no 'Average Forward-Backward' in the output of " + " ".join(cmd))
+    return float(m.group(1))
+
+
+def seconds_of_day(match):
+    h, m, s = match.group(1), match.group(2), match.group(3)
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def images_per_second(log, batch):
+    """Throughput between the 2nd and the last 'Iteration N' display lines."""
+    points = [(int(m.group(4)), seconds_of_day(m))
+              for m in map(GLOG_TIME.match, log.splitlines()) if m]
+    points = sorted(dict(points).items())
+    if len(points) < 3:
+        raise RuntimeError("fewer than 3 'Iteration' lines in the training log")
+    (i0, t0), (i1, t1) = points[1], points[-1]
+    if t1 < t0:
+        t1 += 86400                                    # past midnight
+    return (i1 - i0) * batch / (t1 - t0)
+
+
+def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print):
+    with open(os.path.join(plan_dir, "plan.json")) as handle:
+        plan = json.load(handle)
+    time_rows = []
+    for pair in plan["time"]:
+        samples = {"dg": [], "gg": []}
+        for r in range(repeats):
+            for loss in ("dg", "gg"):
+                samples[loss].append(caffe_time_ms(caffe, pair[loss], iterations, gpu, plan_dir))
+            progress("  %s b%d repeat %d/%d: DG %.3f ms  GG %.3f ms" % (
+                pair["arch"], pair["batch"], r + 1, repeats, samples["dg"][-1],
+                samples["gg"][-1]))
+        time_rows.append(dict(pair, dg_ms=samples["dg"], gg_ms=samples["gg"]))
+    throughput_rows = []
+    for entry in plan["throughput"]:
+        cmd = [caffe, "train", "-solver", entry["solver"]]
+        if gpu is not None:
+            cmd += ["-gpu", str(gpu)]
+        ips = images_per_second(run_caffe(cmd, plan_dir), entry["batch"])
+        progress("  train %s %s %s engine %s: %.0f images/s" % (
+            entry["arch"], entry["loss"], entry["source"], entry["engine"], ips))
+        throughput_rows.append(dict(entry, images_per_s=ips))
+    text = report(time_rows, throughput_rows, gpu, repeats, iterations)
+    from gencaffe.atomic_io import atomic_write
+    with atomic_write(out, "w") as handle:
+        handle.write(text)
+    return time_rows, throughput_rows
+
+
+def device_name(gpu):
+    if gpu is None:
+        model = platform.processor() or "CPU"
+        try:
+            with open("/proc/cpuinfo") as handle:
+                model = next(l.split(":", 1)[1].strip() for l in handle
+                             if l.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        return "%s, %d cores" % (model, os.cpu_count())
+    try:
+        out = subprocess.run(["nvidia-smi", "-i", str(gpu), "--query-gpu=name,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+        return "GPU %d: %s (name, driver)" % (gpu, out)
+    except (OSError, subprocess.TimeoutExpired):
+        return "GPU %d" % gpu
+
+
+def report(time_rows, throughput_rows, gpu, repeats, iterations):
+    lines = [
+        "# Whole-net benchmarks: GG vs DG, and training throughput",
+        "",
+        "Measured %s on %s by `tools/bench_nets.py --run ... %s--repeats %d --iterations %d` "
+        "(nets from `--prepare`: the generator's train_val nets with DummyData input)."
+        % (datetime.datetime.now().isoformat(timespec="seconds"), device_name(gpu),
+           "" if gpu is None else "--gpu %d " % gpu, repeats, iterations),
+        "",
+        "## `caffe time`: forward + backward of the whole net (target GG/DG <= 1.02)",
+        "",
+        "Best of %d alternating repetitions (median in brackets)." % repeats,
+        "",
+        "| net | batch | DG ms | GG ms | ratio GG/DG |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in time_rows:
+        dg, gg = min(r["dg_ms"]), min(r["gg_ms"])
+        lines.append("| %s | %d | %.3f (%.3f) | %.3f (%.3f) | **%.3f** |" % (
+            r["arch"], r["batch"], dg, statistics.median(r["dg_ms"]), gg,
+            statistics.median(r["gg_ms"]), gg / dg))
+    if throughput_rows:
+        lines += [
+            "",
+            "## Training throughput (`caffe train`, images/s)",
+            "",
+            "Between the 2nd and the last display line of a short run of the committed "
+            "solver (net, iteration count, tests and snapshots overridden); engine DEFAULT = "
+            "cuDNN where the build has it, CAFFE = Caffe's own layers.",
+            "",
+            "| net | loss | input | engine | batch | images/s |",
+            "|---|---|---|---|---:|---:|",
+        ]
+        for r in throughput_rows:
+            lines.append("| %s | %s | %s | %s | %d | %.0f |" % (
+                r["arch"], r["loss"].upper(), r["source"], r["engine"], r["batch"],
+                r["images_per_s"]))
+    return "\n".join(lines) + "\n"
+
+
+def parse_batches(values):
+    batches = dict(PAPER_BATCH)
+    for value in values:
+        key, sep, n = value.partition("=")
+        if not sep or key not in PAPER_BATCH or not n.isdigit() or int(n) < 1:
+            raise SystemExit("error: --batch takes ARCH=N with ARCH in %s, got %r"
+                             % (", ".join(PAPER_BATCH), value))
+        batches[key] = int(n)
+    return batches
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    step = p.add_mutually_exclusive_group(required=True)
+    step.add_argument("--prepare", metavar="DIR", help="write the benchmark nets into DIR")
+    step.add_argument("--run", metavar="DIR", help="run the benchmark prepared in DIR")
+    p.add_argument("--batch", action="append", default=[], metavar="ARCH=N",
+                   help="--prepare: batch size of an architecture (default: the paper's, "
+                        "lenet=64 alexnet=256 zf=256); repeatable")
+    p.add_argument("--arch", action="append", default=[],
+                   help="--prepare: only these architectures (default all; repeatable)")
+    p.add_argument("--lmdb-source", help="--prepare: LMDB of 256x256 images for the AlexNet "
+                                         "throughput run from a Data layer (read at run time)")
+    p.add_argument("--mean-file", help="--prepare: mean .binaryproto for that LMDB (optional)")
+    p.add_argument("--throughput-iterations", type=int, default=40,
+                   help="--prepare: iterations of each throughput run (default 40)")
+    p.add_argument("--mode", choices=("GPU", "CPU"), default="GPU",
+                   help="--prepare: solver_mode of the throughput solvers (default GPU)")
+    p.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools",
+                                                   "caffe"),
+                   help="--run: the caffe binary (default build/cpu's)")
+    p.add_argument("--gpu", type=int, metavar="ID", help="--run: on this GPU (default CPU)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="--run: alternating repetitions per net (default 5)")
+    p.add_argument("--iterations", type=int, default=20,
+                   help="--run: iterations per `caffe time` (default 20)")
+    p.add_argument("--out", default=os.path.join(REPO, "results", "bench_nets.md"),
+                   help="--run: the markdown report (default results/bench_nets.md)")
+    args = p.parse_args(argv)
+    if args.prepare:
+        batches = parse_batches(args.batch)
+        if args.arch:
+            unknown = sorted(set(args.arch) - set(batches))
+            if unknown:
+                raise SystemExit("error: unknown --arch %s" % ", ".join(unknown))
+            batches = {k: v for k, v in batches.items() if k in args.arch}
+        plan = prepare(args.prepare, batches, args.lmdb_source, args.mean_file,
+                       args.throughput_iterations, args.mode)
+        print("prepared %d caffe-time pairs and %d throughput runs in %s"
+              % (len(plan["time"]), len(plan["throughput"]), args.prepare))
+        return 0
+    if args.repeats < 1 or args.iterations < 1:
+        raise SystemExit("error: --repeats and --iterations must be >= 1")
+    if not os.path.isfile(os.path.join(args.run, "plan.json")):
+        raise SystemExit("error: %s has no plan.json: run --prepare first" % args.run)
+    run(os.path.abspath(args.run), os.path.abspath(args.caffe), args.gpu, args.repeats,
+        args.iterations, args.out, progress=lambda s: print(s, flush=True))
+    print("wrote %s" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
