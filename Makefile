@@ -94,6 +94,18 @@ demo: deps
 	$(MAKE) cpu
 	$(PY) tools/demo.py --build $(CPU_BUILD)
 
+# ImageNet pipeline at smoke size on the CPU (README, "ImageNet"): the stand-in
+# data and its LMDBs only, or everything (data, AlexNet/ZF x DG/GG/GG+DG, 5-crop
+# eval, results/imagenet_smoke.md + .png); resumable, re-run to continue
+.PHONY: imagenet-standin imagenet-smoke
+imagenet-standin: deps
+	$(MAKE) cpu
+	CAFFE_BUILD_DIR=$(CPU_BUILD) $(PY) tools/imagenet_smoke.py --data-only
+
+imagenet-smoke: deps
+	$(MAKE) cpu
+	CAFFE_BUILD_DIR=$(CPU_BUILD) $(PY) tools/imagenet_smoke.py --caffe $(CPU_BUILD)/caffe/tools/caffe
+
 install: cpu
 	$(PY) tools/install_env.py --build $(CPU_BUILD) --prefix $(PREFIX)
 
