@@ -5,8 +5,9 @@
 #   make test     build, then all upstream Caffe CPU gtests + ours, then pytest tests/
 #   make cuda     CUDA build (sm_90 + PTX 90; no cuDNN)             -> build/cuda
 #   make test-gpu the same suite against build/cuda (GPU tests run where a GPU is)
-#   make device-bundle  a lean CUDA build packed for a GPU machine without
-#                 Caffe's libraries (tools/device_bundle.py, tools/gpu_checks.sh)
+#   make device-kit  a lean CUDA build (cuDNN) with pycaffe for the GPU machine's
+#                 Python, packed for a machine without Caffe's libraries
+#                 (tools/device_kit.py; run there: tools/gpu_checks.sh)
 #   make demo     MNIST: data, GG pre-training + DG tuning, test error, HMC samples
 #   make install  puts `caffe` on PATH and makes `import caffe` work (PREFIX=~/.local)
 #   make bench    benchmarks (results/ files)
@@ -25,8 +26,13 @@ JOBS ?= $(shell nproc)
 PREFIX ?= $(HOME)/.local
 CPU_BUILD ?= build/cpu
 CUDA_BUILD ?= build/cuda
-DEVICE_BUILD ?= build/cuda-device
-DEVICE_BUNDLE ?= .device-bundle
+KIT_BUILD ?= build/cuda-kit
+KIT_OUT ?= .device-kit
+# the lent GPU machines run Python 3.12 (README, "On a GPU machine"); pycaffe in
+# the kit is compiled for it (the interpreter here needs its headers and numpy)
+KIT_PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls $(HOME)/.pyenv/versions/3.12*/bin/python3 2>/dev/null | tail -1)
+# Python packages the machine's Python lacks, carried as wheels
+KIT_WHEELS ?= lmdb==3.0.0
 CUDA_ARCH_BIN ?= 90
 CUDA_ARCH_PTX ?= 90
 CCACHE := $(shell command -v ccache 2>/dev/null)
@@ -41,16 +47,17 @@ CPU_CMAKE_FLAGS = -DCPU_ONLY=ON
 CUDA_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DUSE_NCCL=ON \
   -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$(CUDA_ARCH_BIN)" "-DCUDA_ARCH_PTX=$(CUDA_ARCH_PTX)"
 
-# the GPU-machine bundle: a CUDA build with only the libraries the tests need
-# (no OpenCV, LevelDB, NCCL or pycaffe), so that it and its shared-library
-# closure fit the device tool's 64 MiB carry limit
-DEVICE_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DUSE_NCCL=OFF \
+# the GPU-machine kit: a CUDA build with only the libraries the tests need
+# (no OpenCV, LevelDB or NCCL: their closures are large; pycaffe is compiled
+# by tools/device_kit.py for the kit's Python), so that it and its shared-
+# library closure fit the device tool's 64 MiB carry limit
+KIT_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=ON -DUSE_NCCL=OFF \
   -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DBUILD_python=OFF -DBUILD_python_layer=OFF \
   -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$(CUDA_ARCH_BIN)" "-DCUDA_ARCH_PTX=$(CUDA_ARCH_PTX)"
 
 BUILD_TARGETS = all
 
-.PHONY: all cpu deps test cuda test-gpu device-bundle demo install bench clean distclean
+.PHONY: all cpu deps test cuda test-gpu device-kit demo install bench clean distclean
 
 all: cpu
 
@@ -65,8 +72,8 @@ $(CPU_BUILD)/CMakeCache.txt:
 $(CUDA_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(CUDA_BUILD) $(COMMON_CMAKE_FLAGS) $(CUDA_CMAKE_FLAGS)
 
-$(DEVICE_BUILD)/CMakeCache.txt:
-	cmake -S . -B $(DEVICE_BUILD) $(COMMON_CMAKE_FLAGS) $(DEVICE_CMAKE_FLAGS)
+$(KIT_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(KIT_BUILD) $(COMMON_CMAKE_FLAGS) $(KIT_CMAKE_FLAGS)
 
 cpu: $(CPU_BUILD)/CMakeCache.txt
 	tools/prepare_source.sh $(CPU_BUILD)/caffe-src
@@ -85,10 +92,19 @@ test-gpu: cuda
 	cmake --build $(CUDA_BUILD) -j $(JOBS) --target test.testbin
 	$(PY) tools/run_tests.py --build $(CUDA_BUILD)
 
-device-bundle: deps $(DEVICE_BUILD)/CMakeCache.txt
-	tools/prepare_source.sh $(DEVICE_BUILD)/caffe-src
-	cmake --build $(DEVICE_BUILD) -j $(JOBS) --target caffe.bin test.testbin
-	$(PY) tools/device_bundle.py --build $(DEVICE_BUILD) --out $(DEVICE_BUNDLE)
+device-kit: deps $(KIT_BUILD)/CMakeCache.txt
+	@test -n "$(KIT_PYTHON)" || { echo "make device-kit: no Python 3.12 found; set KIT_PYTHON=/path/to/python3.12 (with its headers and numpy)"; exit 1; }
+	tools/prepare_source.sh $(KIT_BUILD)/caffe-src
+	cmake --build $(KIT_BUILD) -j $(JOBS) --target caffe.bin compute_image_mean.bin test.testbin
+	$(KIT_PYTHON) -c 'import numpy' 2>/dev/null || $(KIT_PYTHON) -m pip install -q numpy
+	rm -rf $(KIT_BUILD)/wheels && $(PY) -m pip download -q --no-deps --only-binary=:all: \
+	  --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d $(KIT_BUILD)/wheels $(KIT_WHEELS)
+	$(PY) tools/bench_nets.py --prepare $(KIT_BUILD)/bench_nets --lmdb-source /tmp/gencaffe-bench-lmdb
+	$(PY) tools/device_kit.py --build $(KIT_BUILD) --out $(KIT_OUT) --python $(KIT_PYTHON) \
+	  $(foreach w,$(wildcard $(KIT_BUILD)/wheels/*.whl),--wheel $(w)) \
+	  --add bench_nets=$(KIT_BUILD)/bench_nets \
+	  $(if $(wildcard data/mnist/mnist_train_lmdb),--add mnist=data/mnist) $(KIT_ADD)
 
 demo: deps
 	$(MAKE) cpu

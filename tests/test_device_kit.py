@@ -1,8 +1,10 @@
-"""tools/device_bundle.py and tools/gpu_checks.sh: packing a build for a GPU machine.
+"""tools/device_kit.py and tools/gpu_checks.sh: packing a build, with pycaffe,
+for a GPU machine that has none of Caffe's libraries.
 
-The bundle itself is only useful on a GPU machine, but what decides whether it
-works there is checked here: which libraries go in, that every library the
-binaries load resolves inside the bundle, and that the bundled caffe runs.
+The kit itself is only useful on a GPU machine, but what decides whether it
+works there is checked here on a kit of the CPU build: which libraries go in,
+that every library the binaries and pycaffe load resolves inside the kit, and
+that the kit's caffe, gtests and pycaffe run from a clean directory.
 """
 import json
 import os
@@ -16,7 +18,7 @@ import pytest
 from conftest import BUILD, REPO
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
-import device_bundle as db  # noqa: E402
+import device_kit as db  # noqa: E402
 
 LDD_SAMPLE = """\
 \tlinux-vdso.so.1 (0x00007ffd6b3f2000)
@@ -57,7 +59,7 @@ def test_cpu_only_build_is_refused(tmp_path):
     (tmp_path / "CMakeCache.txt").write_text("CPU_ONLY:BOOL=ON\n")
     with pytest.raises(db.BundleError, match="CPU-only"):
         db.check_cuda_build(str(tmp_path))
-    with pytest.raises(db.BundleError, match="make device-bundle"):
+    with pytest.raises(db.BundleError, match="make device-kit"):
         db.check_cuda_build(str(tmp_path / "missing"))
 
 
@@ -77,37 +79,73 @@ needs_build = pytest.mark.skipif(not _built(BUILD), reason="needs caffe and test
 
 
 @pytest.fixture(scope="module")
-def cpu_bundle(tmp_path_factory):
-    """A bundle of the CPU build: its closure has the device build's and more
-    (OpenCV, pycaffe), too big to carry, but the packing is the same."""
-    out_dir = tmp_path_factory.mktemp("bundle")
+def cpu_kit(tmp_path_factory):
+    """A kit of the CPU build with pycaffe for this Python: its closure has the
+    device build's and more (OpenCV), too big to carry, but the packing is the
+    same, Boost.Python built from source included."""
+    out_dir = tmp_path_factory.mktemp("kit")
+    payload = tmp_path_factory.mktemp("payload")
+    (payload / "note.txt").write_text("carried\n")
     archive, manifest, size = db.build_bundle(BUILD, str(out_dir), "/usr/local/cuda",
-                                              require_cuda=False, xz_preset=0, size_limit=None)
+                                              require_cuda=False, xz_preset=0, size_limit=None,
+                                              python=sys.executable,
+                                              extra={"notes/note.txt": str(payload / "note.txt")})
     return out_dir, archive, manifest, size
 
 
-@needs_build
-def test_real_bundle_is_self_contained_and_runs(cpu_bundle, tmp_path):
-    out_dir, archive, manifest, size = cpu_bundle
-    assert os.listdir(out_dir) == ["bundle.tar.xz"]
-    assert os.path.getsize(archive) == size
+def unpack(archive, where):
     with tarfile.open(archive) as tar:
-        tar.extractall(tmp_path / "x", filter="data")
-    bundle = tmp_path / "x" / "bundle"
-    assert json.loads((bundle / "manifest.json").read_text())["source_root"] == \
+        tar.extractall(where, filter="data")
+    return where / "kit"
+
+
+@needs_build
+def test_real_kit_is_self_contained_and_runs(cpu_kit, tmp_path):
+    out_dir, archive, manifest, size = cpu_kit
+    assert os.listdir(out_dir) == ["kit.tar.xz"]
+    assert os.path.getsize(archive) == size
+    kit = unpack(archive, tmp_path / "x")
+    assert json.loads((kit / "manifest.json").read_text())["source_root"] == \
         manifest["source_root"] == db.source_root_of(BUILD)
-    assert (bundle / "src" / "src" / "caffe" / "test" / "test_data").is_dir()
-    env = dict(os.environ, LD_LIBRARY_PATH=str(bundle / "lib"))
-    for binary in ("caffe", "test.testbin"):
-        out = subprocess.run(["ldd", str(bundle / "bin" / binary)], env=env,
+    assert manifest["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert (kit / "src" / "src" / "caffe" / "test" / "test_data").is_dir()
+    assert (kit / "payload" / "notes" / "note.txt").read_text() == "carried\n"
+    # the C++ runtime apart, so that a Python keeps its own
+    assert sorted(os.listdir(kit / "lib" / "cxx-runtime")) == ["libgcc_s.so.1", "libstdc++.so.6"]
+    env = dict(os.environ, LD_LIBRARY_PATH=str(kit / "lib"))
+    loaded = [kit / "bin" / "caffe", kit / "bin" / "test.testbin",
+              kit / "python" / "caffe" / "_caffe.so"]
+    for binary in loaded:
+        out = subprocess.run(["ldd", str(binary)], env=env,
                              capture_output=True, text=True, check=True).stdout
         for soname, path in db.parse_ldd(out):
-            if db.is_system_lib(soname) or db.is_cuda_toolkit_lib(path or "", "/usr/local/cuda"):
+            if db.is_system_lib(soname) or db.is_cuda_toolkit_lib(path or "", "/usr/local/cuda") \
+                    or soname.startswith(db.CXX_RUNTIME_PREFIXES):
                 continue
-            assert path and path.startswith(str(bundle / "lib")), (binary, soname, path)
-    run = subprocess.run([str(bundle / "bin" / "caffe"), "--version"], env=env,
+            assert path and path.startswith(str(kit / "lib")), (binary, soname, path)
+    run = subprocess.run([str(kit / "bin" / "caffe"), "--version"], env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0 and "generative" in run.stdout
+
+
+@needs_build
+def test_kit_pycaffe_runs_a_net_from_a_clean_directory(cpu_kit, tmp_path):
+    """The kit's pycaffe, with nothing of the build on the paths: forward and
+    backward of LeNet, the input gradient HMC needs."""
+    kit = unpack(cpu_kit[1], tmp_path / "x")
+    code = ("import caffe, numpy as np; caffe.set_mode_cpu(); "
+            "assert caffe.__file__.startswith(%r); "
+            "n = caffe.Net(%r, caffe.TEST); n.blobs['data'].data[...] = 0.5; "
+            "p = n.forward()['prob']; n.blobs['ip2'].diff[...] = 0; n.blobs['ip2'].diff[0, 3] = 1; "
+            "n.backward(start='ip2'); print(round(float(p.sum()), 4), "
+            "bool(np.abs(n.blobs['data'].diff).sum() > 0))"
+            % (str(kit), os.path.join(REPO, "models", "lenet", "lenet_deploy.prototxt")))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GLOG_minloglevel": "2",
+           "LD_LIBRARY_PATH": str(kit / "lib"), "PYTHONPATH": str(kit / "python")}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["1.0", "True"]
 
 
 @needs_build
@@ -118,58 +156,71 @@ def test_over_the_size_limit_is_refused_and_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@needs_build
-def test_gpu_checks_script_runs_the_bundled_gtests(cpu_bundle, tmp_path):
-    # No GPU here: a stand-in nvidia-smi, and the CPU bundle, whose gtests are the
-    # GenerativeLoss CPU ones. The GPU benchmark step must then fail, and say so.
-    out_dir = cpu_bundle[0]
+def test_bad_payload_and_wheel_are_named(tmp_path):
+    with pytest.raises(db.BundleError, match="expected NAME=PATH"):
+        db.parse_add(["no-equals-sign"])
+    with pytest.raises(db.BundleError, match=r"\.\./x"):
+        db.parse_add(["../x=/tmp"])
+
+
+def stand_in_gpu_env(tmp_path):
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
     (fake / "nvidia-smi").chmod(0o755)
+    return dict(os.environ, OUT=str(tmp_path / "out"), PATH=f"{fake}:{os.environ['PATH']}",
+                PYTHON=sys.executable)
+
+
+@needs_build
+def test_gpu_checks_runs_the_kit_suite_and_pycaffe(cpu_kit, tmp_path):
+    """No GPU here: a stand-in nvidia-smi and the CPU kit. The script unpacks
+    the kit, imports its pycaffe with this machine's Python, runs the
+    GenerativeLoss gtests and the whole CPU suite in 3 shards (every test in
+    exactly one), and reports the sum in one closing line."""
+    env = stand_in_gpu_env(tmp_path)
     results = tmp_path / "out"
-    env = dict(os.environ, OUT=str(results), PATH=f"{fake}:{os.environ['PATH']}")
-    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(out_dir)],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 1, run.stdout + run.stderr       # the --gpu benchmark
+    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(cpu_kit[0]),
+                          "--sections", "env,gen,suite", "--cpu-tests-only", "--jobs", "3"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "GPU 0: stand-in" in (results / "gpu.txt").read_text()
+    assert not (results / "failures.txt").exists()          # pycaffe imported
     xml = (results / "gtest_generative_loss.xml").read_text()
     tests = int(re.search(r'<testsuites tests="(\d+)"', xml).group(1))
     assert tests >= 16 and 'failures="0"' in xml and "GenerativeLoss" in xml
-    assert "results in" in run.stdout
+    summary = (results / "gtest_suite_summary.txt").read_text()
+    listed = subprocess.run([os.path.join(BUILD, "caffe", "test", "test.testbin"),
+                             "--gtest_list_tests"], capture_output=True, text=True).stdout
+    cpu_tests = sum(1 for line in listed.splitlines()
+                    if line.startswith("  ") and "GPU" not in line)
+    assert int(summary.split()[0]) == cpu_tests and " 0 failed" in summary
+    assert (results / "environment.txt").read_text().count("== ") >= 5
 
 
-def test_gpu_checks_script_explains_a_missing_bundle(tmp_path):
+@needs_build
+def test_gpu_checks_reports_a_failed_section(cpu_kit, tmp_path):
+    """A section that cannot run (the loss benchmark wants a GPU) is reported and
+    makes the exit status 1; the other sections still run."""
+    env = stand_in_gpu_env(tmp_path)
+    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(cpu_kit[0]),
+                          "--sections", "bench,gen", "--bench-repeats", "1"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 1
+    failures = (tmp_path / "out" / "failures.txt").read_text()
+    assert "bench_generative_loss" in failures
+    assert (tmp_path / "out" / "gtest_generative_loss.xml").exists()
+
+
+def test_gpu_checks_script_explains_a_missing_kit(tmp_path):
     script = os.path.join(REPO, "tools", "gpu_checks.sh")
     assert subprocess.run(["bash", "-n", script]).returncode == 0
     run = subprocess.run(["bash", script, str(tmp_path / "nothing")], capture_output=True,
                          text=True, env=dict(os.environ, OUT=str(tmp_path / "out")))
     assert run.returncode == 2
-    assert "make device-bundle" in run.stderr
+    assert "make device-kit" in run.stderr
+    run = subprocess.run(["bash", script, "--sections", "suite,coffee"], capture_output=True,
+                         text=True)
+    assert run.returncode == 2 and "unknown section 'coffee'" in run.stderr
     helped = subprocess.run(["bash", script, "--help"], capture_output=True, text=True)
-    assert helped.returncode == 0 and "--all" in helped.stdout
-
-
-@needs_build
-def test_gpu_checks_splits_the_whole_suite_into_shards(cpu_bundle, tmp_path):
-    """--all --jobs 3: every gtest runs in exactly one of 3 shards, and the sum
-    is reported in one closing line (here the CPU suite; GPU tests need a GPU)."""
-    out_dir = cpu_bundle[0]
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
-    (fake / "nvidia-smi").chmod(0o755)
-    results = tmp_path / "out"
-    env = dict(os.environ, OUT=str(results), PATH=f"{fake}:{os.environ['PATH']}")
-    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(out_dir),
-                          "--all", "--jobs", "3", "--gtest-filter", "-*GPU*", "--no-bench"],
-                         env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    summary = (results / "gtest_all_summary.txt").read_text()
-    passed = int(summary.split()[0])
-    listed = subprocess.run([os.path.join(BUILD, "caffe", "test", "test.testbin"),
-                             "--gtest_list_tests", "--gtest_filter=-*GPU*"],
-                            capture_output=True, text=True).stdout
-    assert passed == sum(1 for line in listed.splitlines() if line.startswith("  "))
-    assert " 0 failed" in summary
-    assert (results / "environment.txt").read_text().count("== ") >= 5
+    assert helped.returncode == 0 and "--sections" in helped.stdout

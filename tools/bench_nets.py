@@ -62,7 +62,7 @@ def prepare(out_dir, batches, lmdb_source=None, mean_file=None, throughput_itera
             handle.write(text)
         return name
 
-    plan = {"time": [], "throughput": [], "batches": batches}
+    plan = {"time": [], "throughput": [], "batches": batches, "lmdb_source": lmdb_source}
     for key, batch in batches.items():
         arch = catalog.architecture(key)
         data = replace(arch.data, dummy=True, train_batch=batch)
