@@ -3,7 +3,8 @@
 #   make deps     Debian + Python packages (idempotent)
 #   make          CPU build: libcaffe, tools (caffe, ...), pycaffe   -> build/cpu
 #   make test     build, then all upstream Caffe CPU gtests + ours, then pytest tests/
-#   make cuda     CUDA build (sm_90 + PTX 90; no cuDNN)             -> build/cuda
+#   make cuda     CUDA build (sm_90 + PTX 90; cuDNN 9, NCCL)         -> build/cuda
+#                 (USE_CUDNN=OFF: Caffe's own CUDA layers instead of cuDNN)
 #   make test-gpu the same suite against build/cuda (GPU tests run where a GPU is)
 #   make device-kit  a lean CUDA build (cuDNN) with pycaffe for the GPU machine's
 #                 Python, packed for a machine without Caffe's libraries
@@ -42,9 +43,10 @@ COMMON_CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DBLAS=Open \
   -DPYTHON_EXECUTABLE=$(PY) -DPYTHON_INCLUDE_DIR=$(PY_INCLUDE) -DPYTHON_LIBRARY=$(PY_LIBRARY) \
   $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE))
 CPU_CMAKE_FLAGS = -DCPU_ONLY=ON
-# cuDNN 9 no longer has cudnnGetConvolution*Algorithm, which upstream's cuDNN
-# layers call; the CUDA build uses Caffe's own CUDA convolution instead.
-CUDA_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DUSE_NCCL=ON \
+# cuDNN (>= 8; upstream's cuDNN layers ported to cuDNN 9 by the cudnn patches
+# in caffe/patches): ON by default, USE_CUDNN=OFF for Caffe's own CUDA layers.
+USE_CUDNN ?= ON
+CUDA_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=$(USE_CUDNN) -DUSE_NCCL=ON \
   -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$(CUDA_ARCH_BIN)" "-DCUDA_ARCH_PTX=$(CUDA_ARCH_PTX)"
 
 # the GPU-machine kit: a CUDA build with only the libraries the tests need
@@ -85,6 +87,8 @@ test: deps
 	$(PY) tools/run_tests.py --build $(CPU_BUILD)
 
 cuda: deps $(CUDA_BUILD)/CMakeCache.txt
+	@grep -qx 'USE_CUDNN:BOOL=$(USE_CUDNN)' $(CUDA_BUILD)/CMakeCache.txt || \
+	  cmake -S . -B $(CUDA_BUILD) -DUSE_CUDNN=$(USE_CUDNN)
 	tools/prepare_source.sh $(CUDA_BUILD)/caffe-src
 	cmake --build $(CUDA_BUILD) -j $(JOBS) --target $(BUILD_TARGETS)
 
