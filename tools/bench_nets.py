@@ -209,9 +209,12 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations):
         "# Whole-net benchmarks: GG vs DG, and training throughput",
         "",
         "Measured %s on %s by `tools/bench_nets.py --run ... %s--repeats %d --iterations %d` "
-        "(nets from `--prepare`: the generator's train_val nets with DummyData input)."
+        "(nets from `--prepare`: the generator's train_val nets with DummyData input); "
+        "BLAS threads: %s; load average at the end: %s."
         % (datetime.datetime.now().isoformat(timespec="seconds"), device_name(gpu),
-           "" if gpu is None else "--gpu %d " % gpu, repeats, iterations),
+           "" if gpu is None else "--gpu %d " % gpu, repeats, iterations,
+           os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+           ", ".join("%.2f" % x for x in os.getloadavg())),
         "",
         "## `caffe time`: forward + backward of the whole net (target GG/DG <= 1.02)",
         "",
@@ -281,6 +284,11 @@ def main(argv=None):
                    help="--run: alternating repetitions per net (default 5)")
     p.add_argument("--iterations", type=int, default=20,
                    help="--run: iterations per `caffe time` (default 20)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="--run: BLAS/OpenMP threads of each caffe process (default 1, as "
+                        "tools/bench_generative_loss.py, so that other load on the machine "
+                        "does not make thread scheduling the thing measured; 0 = leave the "
+                        "environment's setting)")
     p.add_argument("--out", default=os.path.join(REPO, "results", "bench_nets.md"),
                    help="--run: the markdown report (default results/bench_nets.md)")
     args = p.parse_args(argv)
@@ -300,6 +308,9 @@ def main(argv=None):
         raise SystemExit("error: --repeats and --iterations must be >= 1")
     if not os.path.isfile(os.path.join(args.run, "plan.json")):
         raise SystemExit("error: %s has no plan.json: run --prepare first" % args.run)
+    if args.threads > 0:  # inherited by every caffe process
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     run(os.path.abspath(args.run), os.path.abspath(args.caffe), args.gpu, args.repeats,
         args.iterations, args.out, progress=lambda s: print(s, flush=True))
     print("wrote %s" % args.out)

@@ -1,0 +1,90 @@
+"""tools/bench_nets.py: --prepare writes generator nets with DummyData (and LMDB)
+input; --run needs only a caffe binary and the standard library. The run step is
+checked here with a stand-in caffe (so its GPU path too): the order of the timings
+(DG, GG alternating), the best-of ratio, the throughput from glog timestamps, and
+the thread setting."""
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO
+
+TOOL = os.path.join(REPO, "tools", "bench_nets.py")
+
+# `caffe time`: DG nets 100 ms, GG nets 101 ms, except a slow first repetition;
+# `caffe train`: display lines 0.5 s apart for 10 iterations (batch from the net).
+FAKE = textwrap.dedent('''\
+    import os, re, sys
+    args = sys.argv[1:]
+    with open(os.environ["FAKE_CALLS"], "a") as calls:
+        calls.write("%s threads=%s\\n" % (" ".join(args), os.environ.get("OPENBLAS_NUM_THREADS")))
+    if args[0] == "time":
+        model = args[args.index("-model") + 1]
+        count = sum(1 for line in open(os.environ["FAKE_CALLS"]) if model in line)
+        ms = (101.0 if "_gg_" in model else 100.0) + (50.0 if count == 1 else 0.0)
+        sys.stderr.write("I1126 06:00:00.000000 1 caffe.cpp:412] Average Forward-Backward: %g ms.\\n" % ms)
+    elif args[0] == "train":
+        for i in range(0, 11, 2):
+            sys.stderr.write("I20261126 06:00:%09.6f 1 solver.cpp:239] Iteration %d (2 iter/s), loss = 1\\n"
+                             % (10 + 0.5 * i, i))
+    ''')
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    pytest.importorskip("caffe", reason="--prepare needs pycaffe (the net generator)")
+    plan_dir = tmp_path / "plan"
+    subprocess.run([sys.executable, TOOL, "--prepare", str(plan_dir), "--arch", "alexnet",
+                    "--arch", "lenet", "--batch", "alexnet=4", "--batch", "lenet=8",
+                    "--lmdb-source", "/somewhere/random_lmdb", "--throughput-iterations", "10"],
+                   check=True, capture_output=True, text=True, timeout=300)
+    fake = tmp_path / "caffe"
+    fake.write_text("#!%s\n%s" % (sys.executable, FAKE))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return plan_dir, fake
+
+
+def test_prepare_writes_dummy_data_nets_and_lmdb_throughput_solvers(prepared):
+    plan_dir, _ = prepared
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    assert sorted((p["arch"], p["batch"]) for p in plan["time"]) == [("alexnet", 4), ("lenet", 8)]
+    for pair in plan["time"]:
+        for loss in ("dg", "gg"):
+            text = (plan_dir / pair[loss]).read_text()
+            assert 'type: "DummyData"' in text and 'type: "Data"' not in text
+            assert ("GenerativeLoss" in text) == (loss == "gg")
+    sources = {(t["loss"], t["source"], t["engine"]) for t in plan["throughput"]}
+    assert ("dg", "lmdb", "DEFAULT") in sources and ("gg", "dummy", "DEFAULT") in sources
+    lmdb_net = next(t for t in plan["throughput"] if t["source"] == "lmdb")
+    solver = (plan_dir / lmdb_net["solver"]).read_text()
+    net = (plan_dir / solver.split('net: "')[1].split('"')[0]).read_text()
+    assert 'source: "/somewhere/random_lmdb"' in net       # read at run time, not now
+    assert "max_iter: 10" in solver and "solver_mode: GPU" in solver
+
+
+def test_run_alternates_takes_the_best_and_parses_throughput(prepared, tmp_path, monkeypatch):
+    plan_dir, fake = prepared
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    out = tmp_path / "bench.md"
+    result = subprocess.run([sys.executable, TOOL, "--run", str(plan_dir), "--caffe", str(fake),
+                             "--gpu", "0", "--repeats", "3", "--iterations", "7",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, OPENBLAS_NUM_THREADS="8"))
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    times = [l for l in lines if l.startswith("time")]
+    # DG GG DG GG ... per architecture, each with -gpu 0 and one BLAS thread
+    assert ["_gg_" in l for l in times] == [False, True] * 6
+    assert all("-gpu 0" in l and "-iterations 7" in l and l.endswith("threads=1") for l in times)
+    report = out.read_text()
+    # the slow first repetitions are not the best: 101 / 100
+    assert "| alexnet | 4 | 100.000 (100.000) | 101.000 (101.000) | **1.010** |" in report
+    # 8 iterations x batch 4 between the 2nd (t = 11 s) and the last (t = 15 s) display
+    assert "| alexnet | DG | lmdb | DEFAULT | 4 | 8 |" in report
+    assert "BLAS threads: 1" in report
