@@ -1,7 +1,7 @@
-"""Per-run copies of the committed MNIST solvers.
+"""Per-run copies of the committed solvers (MNIST, ImageNet).
 
 A reproduction run never edits solvers/*.prototxt: it loads one, sets the seed,
-the output prefix and (for smoke runs) a shorter epoch, and writes the copy
+the output prefix and (for smoke runs) a shorter schedule, and writes the copy
 into the run's own directory.
 """
 import math
@@ -58,6 +58,29 @@ def run_solver(template, seed, snapshot_prefix, epochs, iterations_per_epoch,
         solver.snapshot = iterations_per_epoch
     else:
         solver.ClearField("snapshot")  # Caffe still snapshots at max_iter
+    return solver
+
+
+def with_overrides(template, **fields):
+    """A copy of `template` (a SolverParameter) with `fields` set. None leaves a
+    field as it is; 0 for `snapshot` clears it (Caffe then snapshots only at
+    max_iter); `test_iter` takes a list (one per test net); `solver_mode` takes
+    "CPU" or "GPU"."""
+    pb2 = _caffe_pb2()
+    solver = pb2.SolverParameter()
+    solver.CopyFrom(template)
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "test_iter":
+            del solver.test_iter[:]
+            solver.test_iter.extend(int(v) for v in value)
+        elif name == "solver_mode":
+            solver.solver_mode = getattr(pb2.SolverParameter, value)
+        elif name == "snapshot" and not value:
+            solver.ClearField("snapshot")
+        else:
+            setattr(solver, name, value)
     return solver
 
 

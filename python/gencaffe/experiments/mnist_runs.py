@@ -23,18 +23,15 @@ GG run is deterministic for a given seed on the CPU, so its log and per-epoch
 snapshots are exactly what a GG process watched and stopped at that epoch
 would have produced; reusing them saves training it twice.
 """
-import hashlib
 import json
 import os
-import shutil
-import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
-from .. import caffe_log
 from .. import solver_config
+from .caffe_runs import (DONE_NAME, LOG_NAME, PARTIAL_LOG_NAME, CaffeTraining,  # noqa: F401
+                         ProcessRegistry, RunFailed, RunnerBase, build_fingerprint)
+from .caffe_runs import file_sha256 as _file_sha256
 
 APPROACHES = ("dg", "gg", "gg_dg", "gg_dg_auto")
 TOTAL_EPOCHS = 25
@@ -46,14 +43,7 @@ SOLVERS = {
     "stage2": "solvers/lenet_gg_dg_stage2.prototxt",
 }
 SNAPSHOT_BASENAME = "lenet"
-DONE_NAME = "done.json"
-LOG_NAME = "train.log"
-PARTIAL_LOG_NAME = "train.log.partial"
 SWITCH_NAME = "switch.json"
-
-
-class RunFailed(RuntimeError):
-    pass
 
 
 @dataclass
@@ -76,8 +66,8 @@ class Settings:
 # ------------------------------------------------------------- one caffe run
 
 @dataclass
-class TrainingRun:
-    """One `caffe train` invocation with its own directory."""
+class TrainingRun(CaffeTraining):
+    """One `caffe train` invocation with its own directory (life cycle: caffe_runs)."""
     label: str                     # for progress output, e.g. "gg_dg seed3 stage2"
     run_dir: str                   # relative to repo
     solver_template: str           # committed solver, relative to repo
@@ -90,17 +80,8 @@ class TrainingRun:
     def snapshot_prefix(self):
         return os.path.join(self.run_dir, SNAPSHOT_BASENAME)
 
-    def solver_path(self):
-        return os.path.join(self.run_dir, "solver.prototxt")
-
-    def log_path(self):
-        return os.path.join(self.run_dir, LOG_NAME)
-
     def max_iter(self, settings):
         return self.epochs * settings.iterations_per_epoch
-
-    def final_snapshot(self, settings):
-        return solver_config.final_snapshot_path(self.snapshot_prefix(), self.max_iter(settings))
 
     def epoch_snapshot(self, settings, epoch):
         return solver_config.final_snapshot_path(self.snapshot_prefix(),
@@ -117,146 +98,6 @@ class TrainingRun:
                 "weights_sha256": _file_sha256(os.path.join(settings.repo, self.weights))
                 if self.weights else None,
                 "iterations_per_epoch": settings.iterations_per_epoch}
-
-    def is_complete(self, settings):
-        absolute = lambda p: os.path.join(settings.repo, p)
-        try:
-            with open(absolute(os.path.join(self.run_dir, DONE_NAME))) as handle:
-                done = json.load(handle)
-        except (OSError, ValueError):
-            return False
-        if done.get("spec") != self.spec(settings):
-            return False
-        if not os.path.exists(absolute(self.final_snapshot(settings))):
-            return False
-        return caffe_log.parse_file(absolute(self.log_path())).finished
-
-    def parsed_log(self, settings):
-        return caffe_log.parse_file(os.path.join(settings.repo, self.log_path()))
-
-    def execute(self, settings, registry):
-        """Train from scratch in a clean run_dir; raise RunFailed on failure."""
-        absolute = lambda p: os.path.join(settings.repo, p)
-        spec = self.spec(settings)
-        run_dir = absolute(self.run_dir)
-        if os.path.isdir(run_dir):
-            shutil.rmtree(run_dir)  # an interrupted or outdated run: start clean
-        os.makedirs(run_dir)
-        solver_config.write_text_atomic(absolute(self.solver_path()), spec["solver"])
-        command = [settings.caffe, "train", "-solver", self.solver_path()]
-        if self.weights:
-            command += ["-weights", self.weights]
-        env = dict(os.environ)
-        threads = str(settings.threads_per_job)
-        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
-                   GLOG_logtostderr="1")
-        partial_log = absolute(os.path.join(self.run_dir, PARTIAL_LOG_NAME))
-        settings.log("[%s] start: %s" % (self.label, " ".join(command)))
-        started = time.time()
-        with open(partial_log, "w") as log_handle:
-            log_handle.write("# command: %s\n" % " ".join(command))
-            log_handle.flush()
-            process = subprocess.Popen(command, cwd=settings.repo, env=env, stdout=log_handle,
-                                       stderr=subprocess.STDOUT)
-            registry.add(process)
-            try:
-                self._wait_with_progress(process, partial_log, settings, started)
-            finally:
-                registry.discard(process)
-        parsed = caffe_log.parse_file(partial_log)
-        if process.returncode != 0 or not parsed.finished:
-            raise RunFailed("[%s] caffe exited with %s; see %s:\n%s" % (
-                self.label, process.returncode, partial_log, _tail(partial_log)))
-        if not os.path.exists(absolute(self.final_snapshot(settings))):
-            raise RunFailed("[%s] no final snapshot %s" % (self.label, self.final_snapshot(settings)))
-        os.replace(partial_log, absolute(self.log_path()))
-        for name in os.listdir(run_dir):
-            if name.endswith(".solverstate"):  # never resumed from (restarts are clean)
-                os.remove(os.path.join(run_dir, name))
-        done = {"spec": spec, "seconds": round(time.time() - started, 1),
-                "caffe_build": build_fingerprint(settings.caffe),
-                "final_test": parsed.final_test().outputs if parsed.final_test() else None}
-        solver_config.write_text_atomic(absolute(os.path.join(self.run_dir, DONE_NAME)),
-                                        json.dumps(done, indent=2, sort_keys=True) + "\n")
-        settings.log("[%s] done in %.0f s; final test %s" % (self.label, done["seconds"],
-                                                             _format_outputs(done["final_test"])))
-
-    def _wait_with_progress(self, process, log_path, settings, started):
-        total = self.max_iter(settings)
-        while True:
-            try:
-                process.wait(timeout=settings.progress_every_s)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-            parsed = caffe_log.parse_file(log_path)
-            done_iters = parsed.last_iteration
-            elapsed = time.time() - started
-            eta = elapsed / done_iters * (total - done_iters) if done_iters else float("nan")
-            last = parsed.final_test()
-            settings.log("[%s] iter %d/%d (%.0f%%), last test %s, eta %.0f min" % (
-                self.label, done_iters, total, 100.0 * done_iters / total,
-                _format_outputs(last.outputs if last else None), eta / 60))
-
-
-def _file_sha256(path):
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
-
-
-def build_fingerprint(caffe_binary):
-    """sha256 of the caffe binary and the libcaffe next to it: which build (and so
-    which GenerativeLoss layer) produced a run. Recorded, not compared: a rebuild
-    must not invalidate finished runs by itself."""
-    fingerprint = {}
-    lib_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(caffe_binary))), "lib")
-    for path in (caffe_binary, os.path.join(lib_dir, "libcaffe.so")):
-        fingerprint[os.path.basename(path)] = _file_sha256(path)
-    return fingerprint
-
-
-def _format_outputs(outputs):
-    if not outputs:
-        return "-"
-    return ", ".join("%s %.4g" % item for item in sorted(outputs.items()))
-
-
-def _tail(path, lines=15):
-    try:
-        with open(path, errors="replace") as handle:
-            return "".join(handle.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-class ProcessRegistry:
-    """Live caffe processes, so an interrupted driver can stop them all."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._processes = set()
-
-    def add(self, process):
-        with self._lock:
-            self._processes.add(process)
-
-    def discard(self, process):
-        with self._lock:
-            self._processes.discard(process)
-
-    def terminate_all(self):
-        with self._lock:
-            processes = list(self._processes)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 # ------------------------------------------------------------- approaches
@@ -315,32 +156,8 @@ def gg_dg_auto_stage2(settings, seed, switch_epoch):
 # ------------------------------------------------------------- pipelines
 
 @dataclass
-class Runner:
-    settings: Settings
-    registry: ProcessRegistry = field(default_factory=ProcessRegistry)
-    _locks: Dict[str, threading.Lock] = field(default_factory=dict)
-    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
-    trainings_finished: int = 0  # successful caffe runs by this Runner (for reporting)
-
-    def ensure(self, run):
-        """Run `run` unless it is already complete (one thread per run_dir)."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(run.run_dir, threading.Lock())
-        with lock:
-            if run.is_complete(self.settings):
-                self.settings.log("[%s] already complete, skipped" % run.label)
-                return
-            for attempt in range(self.settings.retries + 1):
-                try:
-                    run.execute(self.settings, self.registry)
-                    break
-                except RunFailed as err:
-                    # e.g. libcaffe relinked under a running process by a rebuild
-                    if attempt == self.settings.retries:
-                        raise
-                    self.settings.log("%s\n[%s] retrying from scratch" % (err, run.label))
-        with self._locks_guard:
-            self.trainings_finished += 1
+class Runner(RunnerBase):
+    """ensure(run) (caffe_runs.RunnerBase) plus the MNIST approaches."""
 
     def run_approach(self, approach, seed):
         settings = self.settings

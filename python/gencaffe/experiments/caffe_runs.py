@@ -1,0 +1,245 @@
+"""One `caffe train` per directory, resumably: what the MNIST and ImageNet
+runners share.
+
+A run subclasses CaffeTraining and says what determines its result
+(`spec(settings)`: at least the solver text under "solver"; any files it
+needs beside the solver, such as generated nets, under "files" as
+{name in run_dir: text}), how many iterations it trains (`max_iter`) and
+its `snapshot_prefix()`; it has the attributes `label`, `run_dir` (relative
+to settings.repo) and `weights` (a -weights caffemodel or None).
+
+A run is finished when done.json in its directory says so, matches the run's
+current spec, its log reached "Optimization Done." and its final snapshot
+exists. Anything else in a run directory is an interrupted or outdated run:
+it is wiped and trained again from iteration 0 (a -snapshot resume would
+restart the Data layer at the first record and so change the data order).
+
+`settings` is any object with: repo, caffe, log, progress_every_s,
+threads_per_job, retries.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict
+
+from .. import caffe_log
+from .. import solver_config
+
+DONE_NAME = "done.json"
+LOG_NAME = "train.log"
+PARTIAL_LOG_NAME = "train.log.partial"
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+class CaffeTraining:
+    """Mixin: the life cycle of one `caffe train` in its own directory."""
+
+    def spec(self, settings):  # pragma: no cover - subclasses say
+        raise NotImplementedError
+
+    def max_iter(self, settings):  # pragma: no cover
+        raise NotImplementedError
+
+    def snapshot_prefix(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def solver_path(self):
+        return os.path.join(self.run_dir, "solver.prototxt")
+
+    def log_path(self):
+        return os.path.join(self.run_dir, LOG_NAME)
+
+    def done_path(self):
+        return os.path.join(self.run_dir, DONE_NAME)
+
+    def final_snapshot(self, settings):
+        return solver_config.final_snapshot_path(self.snapshot_prefix(), self.max_iter(settings))
+
+    def read_done(self, settings):
+        try:
+            with open(os.path.join(settings.repo, self.done_path())) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def is_complete(self, settings):
+        absolute = lambda p: os.path.join(settings.repo, p)
+        done = self.read_done(settings)
+        if done is None or done.get("spec") != self.spec(settings):
+            return False
+        if not os.path.exists(absolute(self.final_snapshot(settings))):
+            return False
+        return caffe_log.parse_file(absolute(self.log_path())).finished
+
+    def parsed_log(self, settings):
+        return caffe_log.parse_file(os.path.join(settings.repo, self.log_path()))
+
+    def command(self):
+        command = ["train", "-solver", self.solver_path()]
+        if self.weights:
+            command += ["-weights", self.weights]
+        return command
+
+    def execute(self, settings, registry):
+        """Train from scratch in a clean run_dir; raise RunFailed on failure."""
+        absolute = lambda p: os.path.join(settings.repo, p)
+        spec = self.spec(settings)
+        run_dir = absolute(self.run_dir)
+        if os.path.isdir(run_dir):
+            shutil.rmtree(run_dir)  # an interrupted or outdated run: start clean
+        os.makedirs(run_dir)
+        for name, text in sorted(spec.get("files", {}).items()):
+            solver_config.write_text_atomic(os.path.join(run_dir, name), text)
+        solver_config.write_text_atomic(absolute(self.solver_path()), spec["solver"])
+        command = [settings.caffe] + self.command()
+        env = dict(os.environ)
+        threads = str(settings.threads_per_job)
+        # the INFO log is what is parsed, whatever the driver's own glog settings
+        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                   GLOG_logtostderr="1", GLOG_minloglevel="0")
+        partial_log = absolute(os.path.join(self.run_dir, PARTIAL_LOG_NAME))
+        settings.log("[%s] start: %s" % (self.label, " ".join(command)))
+        started = time.time()
+        with open(partial_log, "w") as log_handle:
+            log_handle.write("# command: %s\n" % " ".join(command))
+            log_handle.flush()
+            process = subprocess.Popen(command, cwd=settings.repo, env=env, stdout=log_handle,
+                                       stderr=subprocess.STDOUT)
+            registry.add(process)
+            try:
+                self._wait_with_progress(process, partial_log, settings, started)
+            finally:
+                registry.discard(process)
+        parsed = caffe_log.parse_file(partial_log)
+        if process.returncode != 0 or not parsed.finished:
+            raise RunFailed("[%s] caffe exited with %s; see %s:\n%s" % (
+                self.label, process.returncode, partial_log, tail(partial_log)))
+        if not os.path.exists(absolute(self.final_snapshot(settings))):
+            raise RunFailed("[%s] no final snapshot %s" % (self.label, self.final_snapshot(settings)))
+        os.replace(partial_log, absolute(self.log_path()))
+        for name in os.listdir(run_dir):
+            if name.endswith(".solverstate"):  # never resumed from (restarts are clean)
+                os.remove(os.path.join(run_dir, name))
+        done = {"spec": spec, "seconds": round(time.time() - started, 1),
+                "caffe_build": build_fingerprint(settings.caffe),
+                "final_test": parsed.final_test().outputs if parsed.final_test() else None}
+        solver_config.write_text_atomic(absolute(self.done_path()),
+                                        json.dumps(done, indent=2, sort_keys=True) + "\n")
+        settings.log("[%s] done in %.0f s; final test %s" % (self.label, done["seconds"],
+                                                             format_outputs(done["final_test"])))
+
+    def _wait_with_progress(self, process, log_path, settings, started):
+        total = self.max_iter(settings)
+        while True:
+            try:
+                process.wait(timeout=settings.progress_every_s)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            parsed = caffe_log.parse_file(log_path)
+            done_iters = parsed.last_iteration
+            elapsed = time.time() - started
+            eta = elapsed / done_iters * (total - done_iters) if done_iters else float("nan")
+            last = parsed.final_test()
+            settings.log("[%s] iter %d/%d (%.0f%%), last test %s, eta %.0f min" % (
+                self.label, done_iters, total, 100.0 * done_iters / total,
+                format_outputs(last.outputs if last else None), eta / 60))
+
+
+def file_sha256(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def build_fingerprint(caffe_binary):
+    """sha256 of the caffe binary and the libcaffe next to it: which build (and so
+    which GenerativeLoss layer) produced a run. Recorded, not compared: a rebuild
+    must not invalidate finished runs by itself."""
+    fingerprint = {}
+    lib_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(caffe_binary))), "lib")
+    for path in (caffe_binary, os.path.join(lib_dir, "libcaffe.so")):
+        fingerprint[os.path.basename(path)] = file_sha256(path)
+    return fingerprint
+
+
+def format_outputs(outputs):
+    if not outputs:
+        return "-"
+    return ", ".join("%s %.4g" % item for item in sorted(outputs.items()))
+
+
+def tail(path, lines=15):
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class ProcessRegistry:
+    """Live caffe processes, so an interrupted driver can stop them all."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._processes = set()
+
+    def add(self, process):
+        with self._lock:
+            self._processes.add(process)
+
+    def discard(self, process):
+        with self._lock:
+            self._processes.discard(process)
+
+    def terminate_all(self):
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@dataclass
+class RunnerBase:
+    """Runs trainings unless complete, one thread per run_dir, with retries."""
+    settings: object
+    registry: ProcessRegistry = field(default_factory=ProcessRegistry)
+    _locks: Dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    trainings_finished: int = 0  # successful caffe runs by this Runner (for reporting)
+
+    def ensure(self, run):
+        """Run `run` unless it is already complete; True if it trained now."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(run.run_dir, threading.Lock())
+        with lock:
+            if run.is_complete(self.settings):
+                self.settings.log("[%s] already complete, skipped" % run.label)
+                return False
+            for attempt in range(self.settings.retries + 1):
+                try:
+                    run.execute(self.settings, self.registry)
+                    break
+                except RunFailed as err:
+                    # e.g. libcaffe relinked under a running process by a rebuild
+                    if attempt == self.settings.retries:
+                        raise
+                    self.settings.log("%s\n[%s] retrying from scratch" % (err, run.label))
+        with self._locks_guard:
+            self.trainings_finished += 1
+        return True
