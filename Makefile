@@ -99,7 +99,7 @@ test-gpu: cuda
 device-kit: deps $(KIT_BUILD)/CMakeCache.txt
 	@test -n "$(KIT_PYTHON)" || { echo "make device-kit: no Python 3.12 found; set KIT_PYTHON=/path/to/python3.12 (with its headers and numpy)"; exit 1; }
 	tools/prepare_source.sh $(KIT_BUILD)/caffe-src
-	cmake --build $(KIT_BUILD) -j $(JOBS) --target caffe.bin compute_image_mean.bin test.testbin
+	cmake --build $(KIT_BUILD) -j $(JOBS) --target caffe.bin compute_image_mean test.testbin
 	$(KIT_PYTHON) -c 'import numpy' 2>/dev/null || $(KIT_PYTHON) -m pip install -q numpy
 	rm -rf $(KIT_BUILD)/wheels && $(PY) -m pip download -q --no-deps --only-binary=:all: \
 	  --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \

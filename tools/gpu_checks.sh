@@ -150,9 +150,7 @@ if want gen; then
 fi
 
 if want suite; then
-  # GPU tests: the GPU types of typed tests (/2, /3 of TestDtypesAndDevices),
-  # tests named GPU or CuDNN, and the im2col kernel tests; the rest run on CPU.
-  gpu_filter='*/2.*:*/3.*:*GPU*:*CuDNN*:*Cudnn*:Im2colKernelTest*'
+  gpu_filter=$(python3 "$repo/tools/run_tests.py" --print-gpu-filter)   # the rest run on CPU
   section "the whole gtest suite: GPU tests in 1 process$([ $cpu_only = 1 ] && echo ' (skipped)'), CPU tests in $jobs shards"
   t0=$(date +%s)
   pids=(); reports=()

@@ -20,6 +20,13 @@ import xml.etree.ElementTree as ET
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The gtests that need a GPU in a CUDA build: the GPU types of the typed tests
+# (/2 and /3 of TestDtypesAndDevices), tests named for the GPU or cuDNN, and the
+# im2col kernel tests. (A CPU-only build has none of the first and its CuDNN*
+# tests check build-independent code, so there only *GPU* is left out.)
+GPU_TESTS = "*/2.*:*/3.*:*GPU*:*CuDNN*:*Cudnn*:Im2colKernelTest*"
+
+
 def count_junit(path):
     """Return (passed, failed, skipped) from a JUnit XML report (gtest or pytest)."""
     root = ET.parse(path).getroot()
@@ -87,10 +94,15 @@ def main():
                         help="gtest filter (default: all tests, minus *GPU* without a GPU)")
     parser.add_argument("--pytest-args", default="",
                         help="extra arguments for pytest, e.g. '-k hmc'")
+    parser.add_argument("--print-gpu-filter", action="store_true",
+                        help="print the gtest filter of the tests that need a GPU and exit")
     parser.add_argument("--sum-junit", nargs="+", metavar="XML",
                         help="only sum these JUnit reports (e.g. gtest shards) into the closing "
                              "line; a missing report counts as 1 failure")
     args = parser.parse_args()
+    if args.print_gpu_filter:
+        print(GPU_TESTS)
+        return 0
     if args.sum_junit:
         return sum_reports(args.sum_junit)
 
@@ -110,8 +122,9 @@ def main():
 
     gtest_filter = args.gtest_filter
     if gtest_filter is None:
-        with_gpu = build_has_cuda(build) and gpu_visible()
-        gtest_filter = "*" if with_gpu else "-*GPU*"
+        cuda = build_has_cuda(build)
+        with_gpu = cuda and gpu_visible()
+        gtest_filter = "*" if with_gpu else ("-" + GPU_TESTS if cuda else "-*GPU*")
         if not with_gpu:
             print("==> no CUDA build or no GPU visible: GPU gtests are skipped")
 
