@@ -1,6 +1,7 @@
 """The MNIST reproduction driver (gencaffe.experiments.mnist_runs / mnist_report) with a
 fake caffe binary (tests/fixtures/fake_caffe.py): per-run solver copies,
 resumability, the ESS-based switch and the table, without real training."""
+import json
 import os
 import shutil
 import statistics
@@ -49,9 +50,34 @@ def test_committed_solvers_are_copied_not_edited(sandbox):
     assert copy.random_seed == 3
     assert copy.snapshot_prefix == "runs/mnist/dg/seed3/lenet"
     assert (copy.max_iter, copy.test_interval) == (50, 2)
-    assert copy.base_lr == pytest.approx(0.01) and copy.net == "models/lenet/lenet_dg.prototxt"
+    assert copy.base_lr == pytest.approx(0.01, rel=1e-6)
+    # the run's own net: the generator's lenet_dg with the data dir's LMDBs
+    assert copy.net == "runs/mnist/dg/seed3/net.prototxt"
+    net_text = open(os.path.join(settings.repo, copy.net)).read()
+    committed = open(os.path.join(REPO, "models", "lenet", "lenet_dg.prototxt")).read()
+    body = lambda text: [l for l in text.splitlines() if not l.startswith("#")]
+    assert body(net_text) == body(committed)          # default data dir: the same net
     after = {n: open(os.path.join(REPO, "solvers", n)).read() for n in before}
     assert before == after
+
+
+def test_data_dir_and_gpu_reach_the_run(sandbox, tmp_path):
+    """--data-dir: the run's nets read that folder's LMDBs; --gpu: caffe train
+    -gpu ID and solver_mode GPU, and the spec says so."""
+    settings, calls = sandbox
+    settings.data_dir = str(tmp_path / "my_mnist")
+    settings.gpu = 1
+    mnist_runs.Runner(settings).run_approach("gg", seed=2)
+    run_dir = os.path.join(settings.repo, "runs/mnist/gg/seed2")
+    net = open(os.path.join(run_dir, "net.prototxt")).read()
+    assert 'source: "%s/mnist_train_lmdb"' % settings.data_dir in net
+    assert 'source: "%s/mnist_test_lmdb"' % settings.data_dir in net
+    assert 'type: "GenerativeLoss"' in net
+    solver = solver_config.load_solver(os.path.join(run_dir, "solver.prototxt"))
+    assert solver.solver_mode == solver.GPU
+    assert call_lines(calls)[0].split()[-2:] == ["-gpu", "1"]
+    done = json.load(open(os.path.join(run_dir, "done.json")))
+    assert done["spec"]["device"] == "GPU"
 
 
 def test_finished_runs_are_not_redone(sandbox):

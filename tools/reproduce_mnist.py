@@ -75,6 +75,14 @@ def parse_args(argv=None):
                              "approach, then the next (default: %(default)s)")
     parser.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools", "caffe"),
                         help="caffe binary (default: %(default)s)")
+    parser.add_argument("--gpu", type=int, metavar="ID",
+                        help="train on this GPU (caffe train -gpu ID; needs a CUDA build) "
+                             "instead of the CPU; the table names the device of each run")
+    parser.add_argument("--data-dir", default=mnist_runs.DEFAULT_DATA_DIR,
+                        help="folder with mnist_train_lmdb and mnist_test_lmdb, relative to the "
+                             "repo root or absolute (default: %(default)s, what "
+                             "tools/make_mnist_lmdb.py writes); each run writes its own nets "
+                             "reading them")
     parser.add_argument("--ess-threshold", type=float, default=0.15,
                         help="gg_dg_auto switches to DG after the first epoch whose test ESS "
                              "fraction (mean over classes of ESS_c/N, the GenerativeLoss 'ess' top) "
@@ -120,7 +128,8 @@ def main(argv=None):
     settings = mnist_runs.Settings(repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
                                    epochs_scale=args.epochs_scale, ess_threshold=args.ess_threshold,
                                    progress_every_s=args.progress_every, log=log,
-                                   threads_per_job=args.threads_per_job, retries=args.retries)
+                                   threads_per_job=args.threads_per_job, retries=args.retries,
+                                   gpu=args.gpu, data_dir=args.data_dir)
     table_path = os.path.join(REPO, args.results_dir, "mnist_table1.md")
     curves_path = os.path.join(REPO, args.results_dir, "mnist_curves.png")
     command = "tools/reproduce_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -140,9 +149,9 @@ def main(argv=None):
         log("error: no caffe binary at %s (build first, or pass --caffe)" % settings.caffe)
         return 2
 
-    for db in ("data/mnist/mnist_train_lmdb", "data/mnist/mnist_test_lmdb"):
+    for db in (settings.lmdb("train"), settings.lmdb("test")):
         if not os.path.isdir(os.path.join(REPO, db)):
-            log("error: %s missing; run tools/make_mnist_lmdb.py first" % db)
+            log("error: %s missing; run tools/make_mnist_lmdb.py first (or give --data-dir)" % db)
             return 2
 
     # SIGTERM (e.g. `kill PID`) stops the driver like Ctrl-C: children are terminated.

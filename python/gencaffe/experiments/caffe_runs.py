@@ -15,7 +15,7 @@ it is wiped and trained again from iteration 0 (a -snapshot resume would
 restart the Data layer at the first record and so change the data order).
 
 `settings` is any object with: repo, caffe, log, progress_every_s,
-threads_per_job, retries.
+threads_per_job, retries; and optionally gpu (an id: `caffe train -gpu ID`).
 """
 import hashlib
 import json
@@ -100,6 +100,8 @@ class CaffeTraining:
             solver_config.write_text_atomic(os.path.join(run_dir, name), text)
         solver_config.write_text_atomic(absolute(self.solver_path()), spec["solver"])
         command = [settings.caffe] + self.command()
+        if getattr(settings, "gpu", None) is not None:
+            command += ["-gpu", str(settings.gpu)]
         env = dict(os.environ)
         threads = str(settings.threads_per_job)
         # the INFO log is what is parsed, whatever the driver's own glog settings

@@ -43,6 +43,8 @@ SOLVERS = {
     "stage2": "solvers/lenet_gg_dg_stage2.prototxt",
 }
 SNAPSHOT_BASENAME = "lenet"
+DEFAULT_DATA_DIR = "data/mnist"
+NET_NAME = "net.prototxt"         # each run's net, written by the generator
 SWITCH_NAME = "switch.json"
 
 
@@ -57,6 +59,11 @@ class Settings:
     log: Callable[[str], None] = print
     threads_per_job: int = 1
     retries: int = 0               # extra attempts for a run whose caffe failed
+    gpu: Optional[int] = None      # train on this GPU (caffe train -gpu ID)
+    data_dir: str = DEFAULT_DATA_DIR   # holds mnist_{train,test}_lmdb; relative to repo or absolute
+
+    def lmdb(self, split):
+        return os.path.join(self.data_dir, "mnist_%s_lmdb" % split)
 
     @property
     def iterations_per_epoch(self):
@@ -88,16 +95,42 @@ class TrainingRun(CaffeTraining):
                                                  epoch * settings.iterations_per_epoch)
 
     def spec(self, settings):
-        """Everything that determines the run's result; done.json must match it."""
+        """Everything that determines the run's result; done.json must match it.
+
+        The run's net is the generator's LeNet variant that the committed
+        solver names (models/lenet/lenet_dg or _gg), with settings.data_dir's
+        LMDBs; it is written into the run directory and the solver points at it.
+        """
         template = solver_config.load_solver(os.path.join(settings.repo, self.solver_template))
         solver = solver_config.run_solver(template, self.seed, self.snapshot_prefix(), self.epochs,
                                           settings.iterations_per_epoch, self.snapshot_every_epoch)
+        net_text = run_net_text(template.net, settings)
+        solver.net = os.path.join(self.run_dir, NET_NAME)
+        if settings.gpu is not None:
+            solver.solver_mode = type(solver).GPU
         return {"solver_template": self.solver_template, "solver": solver_config.solver_text(solver),
+                "files": {NET_NAME: net_text},
+                "device": "CPU" if settings.gpu is None else "GPU",
                 "seed": self.seed, "epochs": self.epochs, "weights": self.weights,
                 # a retrained earlier stage (new weights file) makes this stage stale
                 "weights_sha256": _file_sha256(os.path.join(settings.repo, self.weights))
                 if self.weights else None,
                 "iterations_per_epoch": settings.iterations_per_epoch}
+
+
+def run_net_text(committed_net, settings):
+    """The generator's text of the committed LeNet net `committed_net` (a
+    models/lenet/ path, as the solver names it) reading settings' LMDBs."""
+    from ..nets import catalog, variants
+    arch = catalog.architecture("lenet")
+    variant = next((v for v, name in arch.files.items()
+                    if committed_net == os.path.join("models", "lenet", name)), None)
+    if variant is None:
+        raise ValueError("solver net %s is not one of the generated LeNet nets" % committed_net)
+    data = arch.data.with_sources(train_source=settings.lmdb("train"),
+                                  test_source=settings.lmdb("test"))
+    return variants.prototxt(arch, variant, variants.NetOptions(data=data),
+                             generated_by="tools/reproduce_mnist.py")
 
 
 # ------------------------------------------------------------- approaches
