@@ -39,22 +39,30 @@ PRESETS = {
     "alexnet": dict(iterations=None, step_size=3e-6, leapfrog_steps=50, sigma=10.0, mass=1e-5,
                     temperature=0.001, init=None, input_scale=1.0, mean="104,117,123"),
 }
+# The paper visualizes LeNet and AlexNet only; its ZF net (Sec. 5.2) gets AlexNet's
+# settings: same ImageNet input, mean and scale, and a similar depth.
+PRESETS["zf"] = dict(PRESETS["alexnet"])
 
 EPILOG = """\
 presets (paper settings, journal Sec. 5.3):
   lenet    300 iterations, eps 1e-4, L 100, sigma 10, mass 0.01, T 1, init noise,
            input scale 1/256 (MNIST LeNet's deploy net takes pixels/256)     [default]
   alexnet  eps 3e-6, L 50, sigma 10, mass 1e-5, T 0.001; conv nodes 100 iterations
-           from noise, fully connected nodes (fc8) 500 iterations from the zero image;
-           mean 104,117,123 (BGR)
+           from noise, fully connected nodes (fc6-fc8) 500 iterations from the zero
+           image; mean 104,117,123 (BGR)
+  zf       the alexnet settings (the paper samples LeNet and AlexNet only; ZF takes
+           the same ImageNet input)
   Any flag given explicitly overrides the preset.
 
 nodes:
   NAME          every channel of layer NAME (e.g. ip2 = all 10 class scores)
   NAME:C        channel C;  NAME:0-4,7  channels 0..4 and 7
   NAME is a layer name (or a top blob name). The node is that layer's output, so
-  'conv1' is before its in-place ReLU and 'relu1' after it. Spatial layers are made
-  1x1 by choosing the smallest input size that gives a 1x1 response.
+  'conv1' is before its in-place ReLU and 'relu1' after it. The net is cut after
+  NAME and Caffe itself computes the shapes (any layer type Caffe has works): a
+  spatial node is made 1x1 by the smallest input size for which Caffe gives it a
+  1x1 response, searched by reshaping the cut net; --input-size fixes the size.
+  A size Caffe rejects is reported with Caffe's reason.
 
 outputs in --out-dir, per node LAYER_C:
   LAYER_C_samples.png      grid of the final samples of all chains
@@ -62,8 +70,12 @@ outputs in --out-dir, per node LAYER_C:
   LAYER_C_samples.npy      raw final samples, float32 (chains, C, H, W), net input space
   LAYER_C_stats.csv        per iteration: acceptance rate and probability, potential U,
                            energy H, energy error, divergences, step size, elapsed time
-  LAYER_overview.png       one row per channel (when a layer has several nodes)
-  summary.json             settings and per-node totals
+  LAYER_overview.png       one row per channel (when a layer has several nodes), each
+                           row labelled with node, channel and class name
+  nodes.csv                one row per node: acceptance rate, mean acceptance
+                           probability, step size, mean energy error and mean |energy
+                           error| of the sampling iterations, divergences, time
+  summary.json             settings and the same per-node figures, with file names
 
 tips:
   With the paper's LeNet settings each iteration integrates only eps*L = 0.01 time
@@ -118,8 +130,14 @@ def build_parser():
     net.add_argument("--nodes", nargs="+", required=True, metavar="NODE",
                      help="nodes to visualize: NAME, NAME:C or NAME:C0-C1,C2 (see below)")
     net.add_argument("--input-size", type=_size, metavar="HxW",
-                     help="input size for spatial nodes instead of the computed smallest "
-                          "size with a 1x1 response (must still give 1x1)")
+                     help="input size instead of the one searched with Caffe (the smallest "
+                          "with a 1x1 response at a spatial node, else the net's own); Caffe "
+                          "must accept it and give a 1x1 (or flat) response")
+    net.add_argument("--class-names", metavar="FILE",
+                     help="class names, line i = channel i of the class score layer: a name a "
+                          "line, or Caffe's synset_words.txt ('n01440764 tench, Tinca tinca'); "
+                          "labels rows and summaries of nodes with that many channels. LeNet "
+                          "needs none: channel k of ip2 is the digit k")
     net.add_argument("--gpu", type=int, metavar="ID",
                      help="run Caffe on this GPU (CUDA builds); default CPU")
 
@@ -129,7 +147,7 @@ def build_parser():
     hmc.add_argument("--sigma", type=_positive_float,
                      help="std of the reference distribution q = N(0, sigma^2 I) (paper: 10)")
     hmc.add_argument("--temperature", "-T", type=_positive_float,
-                     help="temperature T (lenet 1, alexnet 0.001)")
+                     help="temperature T (lenet 1, alexnet/zf 0.001)")
     hmc.add_argument("--step-size", "--eps", type=_positive_float, dest="step_size",
                      help="leapfrog step size eps (lenet 1e-4, alexnet 3e-6)")
     hmc.add_argument("--leapfrog-steps", "-L", type=_positive_int, dest="leapfrog_steps",
@@ -189,7 +207,7 @@ def build_parser():
 
 def config_from_args(args):
     from gencaffe import input_space
-    from gencaffe.hmc import target as caffe_target, visualize
+    from gencaffe.hmc import labels, target as caffe_target, visualize
     preset = PRESETS[args.preset]
 
     def pick(name):
@@ -213,6 +231,7 @@ def config_from_args(args):
         raise SystemExit(f"error: --init must be noise, zero or image:PATH, got {init!r}")
     if init is not None and init.startswith("image:") and not os.path.isfile(init[6:]):
         raise SystemExit(f"error: --init image not found: {init[6:]}")
+    class_names = labels.read_class_names(args.class_names) if args.class_names else None
     return visualize.RunConfig(
         model=args.model, weights=args.weights,
         nodes=[caffe_target.parse_node_spec(n) for n in args.nodes],
@@ -223,7 +242,7 @@ def config_from_args(args):
         divergence_threshold=args.divergence_threshold if args.detect_divergences else None,
         batch_size=args.batch_size, input_size=args.input_size, transform=transform,
         display=args.display, trajectory_frames=args.trajectory_frames, gpu=args.gpu,
-        workers=args.workers)
+        workers=args.workers, class_names=class_names, class_names_file=args.class_names)
 
 
 def main(argv=None):
@@ -253,7 +272,7 @@ def main(argv=None):
         # user-facing problems (bad node, weights, mean file, image): a message, no traceback
         raise SystemExit(f"error: {err}") from None
     for node in summary["nodes"]:
-        print(f"{node['layer']}:{node['channel']}  chains {node['chains']}  "
+        print(f"{node['label']}  chains {node['chains']}  "
               f"acceptance {node['acceptance_rate']:.3f}  divergences {node['divergences']}  "
               f"-> {node['files']['samples_png']}")
     print(f"summary: {os.path.join(cfg.out_dir, 'summary.json')}")

@@ -110,8 +110,9 @@ def test_repeated_calls_match_fresh_nets_for_an_in_place_node(small_net):
     rng = np.random.default_rng(11)
     switched = 0
     previous = None
-    for _ in range(6):
-        x = rng.normal(size=reused.cut.input_shape)
+    for i in range(6):
+        # small inputs leave some units on (biases), larger ones turn them off
+        x = rng.normal(size=reused.cut.input_shape) * (0.01 if i % 2 else 1.0)
         f, grad = reused.score(x)
         f_new, grad_new = ct.build_node_target(proto, weights, "relu2", channels).score(x)
         np.testing.assert_array_equal(f, f_new)
@@ -171,43 +172,56 @@ def test_intermediate_node_gets_a_1x1_response(small_net):
             layer, "Convolution")
 
 
-def test_input_size_is_the_smallest_with_a_1x1_response():
-    cut = ct.cut_net(_parse(SMALL_NET), "conv2", 1)
-    h, w = cut.input_shape[2:]
-    layers = list(cut.param.layer)[1:]
-    assert ct.spatial_sizes(layers, "data", (h, w))["conv2"] == (1, 1)
-    # one pixel less along either axis no longer fits (kernel too large) or gives 0
-    for hw in ((h - 1, w), (h, w - 1)):
-        with pytest.raises(ct._TooSmall):
-            ct.spatial_sizes(layers, "data", hw)
-    # By hand: conv2 (kernel 2x3) needs pool1 2x3; pool (k3 s2, ceil) needs conv1 4x6;
-    # conv1 (k3 s2 p1) needs an input of 7x11.
-    assert (h, w) == (7, 11)
-
-
 def _parse(text):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
     return text_format.Merge(text, caffe_pb2.NetParameter())
 
 
-def test_geometry_agrees_with_caffe_shapes(small_net):
-    # Our shape arithmetic vs Caffe's own, for several input sizes (ceil pooling,
-    # padding, non-square kernels).
+def _caffe_shape(proto_dir, text, hw, blob):
+    """The shape of ``blob`` when pycaffe builds ``text`` at input ``hw``, in this
+    process (only for sizes Caffe accepts)."""
+    path = os.path.join(proto_dir, f"net_{hw[0]}x{hw[1]}.prototxt")
+    with open(path, "w") as fh:
+        fh.write(text.replace("dim: 17 dim: 15", f"dim: {hw[0]} dim: {hw[1]}"))
+    return caffe.Net(path, caffe.TEST).blobs[blob].data.shape
+
+
+def test_input_size_covers_the_nodes_whole_field_with_a_1x1_response(small_net):
+    proto, weights = small_net
+    cut = ct.cut_net(_parse(SMALL_NET), "conv2", 1)
+    # By hand: conv2 (kernel 2x3) needs pool1 2x3; pool1 (k3 s2) with complete
+    # windows needs conv1 5x7; conv1 (k3 s2 p1) gives 5x7 from 9..10 x 13..14, and
+    # at 10x14 its last windows end on the last input row and column.
+    assert cut.input_shape[2:] == (10, 14)
+    assert cut.geometry.node_shape == (1, 5, 1, 1)
+    assert _caffe_shape(os.path.dirname(proto), SMALL_NET, (10, 14), "conv2")[2:] == (1, 1)
+    # every input pixel moves the node
+    target = ct.build_node_target(proto, weights, "conv2", [0, 1, 2, 3, 4, 0, 1, 2])
+    _, grad = target.score(np.random.default_rng(0).normal(size=target.cut.input_shape))
+    assert np.all(np.abs(grad).sum(axis=(0, 1)) > 0)
+    # One more row or column gives 2 positions (pool1's ceil mode adds a partial
+    # window); Caffe still gives 1x1 down to 7x11 (partial pooling windows), which
+    # the search does not pick.
+    for hw in ((11, 14), (10, 15)):
+        with pytest.raises(ct.NetSetupError, match="not 1x1"):
+            ct.resolve_geometry(_parse(SMALL_NET), "conv2", hw)
+    assert ct.resolve_geometry(_parse(SMALL_NET), "conv2", (7, 11)).node_shape == (1, 5, 1, 1)
+    with pytest.raises(ct.NetSetupError, match="Caffe rejects|not 1x1"):
+        ct.resolve_geometry(_parse(SMALL_NET), "conv2", (6, 11))
+
+
+def test_reshaped_probe_shapes_agree_with_fresh_nets(small_net):
+    # The search reshapes one net; the sampler builds a fresh one. Both must agree,
+    # for several sizes (ceil pooling, padding, non-square kernels).
+    from gencaffe.hmc.shape_probe import ShapeProbe
     proto, _ = small_net
-    for hw in ((17, 15), (9, 12), (24, 31), (7, 11), (8, 12)):
-        text = SMALL_NET.replace("dim: 17 dim: 15", f"dim: {hw[0]} dim: {hw[1]}")
-        param = _parse(text)
-        layers = [l for l in param.layer if l.type != "Input"][:4]   # up to conv2
-        ours = ct.spatial_sizes(layers, "data", hw)
-        del param.layer[5:]                                          # data .. conv2
-        path = os.path.join(os.path.dirname(proto), f"geo_{hw[0]}x{hw[1]}.prototxt")
-        with open(path, "w") as fh:
-            from google.protobuf import text_format
-            fh.write(text_format.MessageToString(param))
-        net = caffe.Net(path, caffe.TEST)
-        for blob in ("conv1", "pool1", "conv2"):
-            assert ours[blob] == net.blobs[blob].data.shape[2:], (hw, blob)
+    cut = ct._cut_layers(_parse(SMALL_NET), "conv2", "small")
+    with ShapeProbe("data", "conv2") as probe:
+        probe.build(ct._probe_text(cut, (17, 15)))
+        for hw in ((17, 15), (9, 12), (24, 31), (7, 11), (8, 12)):
+            fresh = _caffe_shape(os.path.dirname(proto), SMALL_NET, hw, "conv2")
+            assert probe.reshape((1, 2) + hw)[1:] == tuple(fresh)[1:], hw
 
 
 def test_class_score_node_keeps_the_native_input_and_drops_dropout(small_net):
@@ -235,8 +249,20 @@ def test_explicit_input_size_must_give_1x1(small_net):
     proto, weights = small_net
     cut = ct.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(8, 12))   # also 1x1
     assert cut.input_shape[2:] == (8, 12)
-    with pytest.raises(ct.NetSetupError, match="not 1x1"):
+    with pytest.raises(ct.NetSetupError, match="gives a 3x2 response at 'conv2', not 1x1"):
         ct.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(17, 15))
+
+
+def test_a_size_caffe_rejects_gets_caffes_reason_and_this_process_survives(small_net):
+    # Caffe aborts the process on a size it rejects (a glog CHECK); the probe runs
+    # in a helper, and the message names the layer and quotes Caffe's check.
+    with pytest.raises(ct.NetSetupError) as info:
+        ct.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(3, 3))
+    message = str(info.value)
+    assert "input size 3x3" in message and "layer 'conv2' (Convolution)" in message
+    assert "Check failed" in message and ".cpp:" in message
+    # still alive, and Caffe still works here
+    assert ct.cut_net(_parse(SMALL_NET), "conv2", 1).input_shape[2:] == (10, 14)
 
 
 # ---------------------------------------------------------------- errors
@@ -324,7 +350,7 @@ def test_cli_writes_all_outputs(small_net, tmp_path):
         for f in node["files"].values():
             assert os.path.isfile(f), f
     samples = np.load(out / "conv2_4_samples.npy")
-    assert samples.shape == (3, 2, 7, 11)
+    assert samples.shape == (3, 2, 10, 14)
     assert np.load(out / "score_0_samples.npy").shape == (3, 2, 17, 15)
     rows = (out / "score_1_stats.csv").read_text().strip().splitlines()
     assert rows[0].startswith("iteration,warmup,accept_rate")
@@ -420,8 +446,14 @@ def test_presets_give_the_paper_settings(small_net):
     assert (alex.step_size, alex.n_leapfrog, alex.sigma, alex.mass, alex.temperature) == (
         3e-6, 50, 10.0, 1e-5, 0.001)
     # fc node: 500 iterations from the zero image; conv node: 100 from noise
-    plans = {node.layer: (it, init) for node, _, it, init in visualize.plan_nodes(alex)}
+    plans = {node.layer: (it, init) for node, _, it, init, _ in visualize.plan_nodes(alex)}
     assert plans == {"score": (500, "zero"), "conv2": (100, "noise")}
+    # zf: the paper samples LeNet and AlexNet only; ZF gets AlexNet's settings
+    zf = hmc_visualize.config_from_args(
+        hmc_visualize.build_parser().parse_args(base + ["--preset", "zf"]))
+    assert (zf.step_size, zf.n_leapfrog, zf.sigma, zf.mass, zf.temperature, zf.iterations,
+            zf.init) == (3e-6, 50, 10.0, 1e-5, 0.001, None, None)
+    np.testing.assert_array_equal(zf.transform.mean, [104, 117, 123])
     # explicit flags override the preset
     mixed = hmc_visualize.config_from_args(hmc_visualize.build_parser().parse_args(
         base + ["--preset", "alexnet", "--iterations", "7", "--init", "noise", "-L", "3"]))
@@ -473,3 +505,76 @@ def test_image_init_and_display(tmp_path):
     assert auto.min() == 0.0 and auto.max() == 1.0
     grid = imaging.make_grid(auto, n_cols=2, pad=1, upscale=2)
     assert grid.dtype == np.uint8 and grid.shape == (2 * 21 + 1, 2 * 21 + 1, 1)
+
+
+# ---------------------------------------------------------------- labels and per-node figures
+
+def test_class_names_files(tmp_path):
+    from gencaffe.hmc.labels import read_class_names
+    plain = tmp_path / "classes.txt"
+    plain.write_text("zero\nsea star\n\n")                     # trailing blank lines are fine
+    assert read_class_names(str(plain)) == ["zero", "sea star"]
+    words = tmp_path / "synset_words.txt"
+    words.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n"
+                     "n09999999\n")
+    assert read_class_names(str(words)) == ["tench", "goldfish", "n09999999"]
+    gap = tmp_path / "gap.txt"
+    gap.write_text("a\n\nb\n")
+    with pytest.raises(ct.NetSetupError, match="line 2 is empty"):
+        read_class_names(str(gap))
+    with pytest.raises(ct.NetSetupError, match="cannot read class names file"):
+        read_class_names(str(tmp_path / "missing.txt"))
+
+
+def test_overview_rows_are_labelled_and_nodes_csv_has_the_per_node_figures(small_net, tmp_path):
+    import csv
+    from PIL import Image
+    import hmc_visualize
+    proto, weights = small_net
+    names = tmp_path / "names.txt"
+    names.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish\nn01484850 great white shark\n")
+    out = tmp_path / "out"
+    assert hmc_visualize.main([
+        "--model", proto, "--weights", weights, "--nodes", "score", "conv2:0-1",
+        "--class-names", str(names), "--chains", "4", "--iterations", "3", "-L", "3",
+        "--step-size", "0.01", "--mass", "1", "--input-scale", "1", "--warmup", "2",
+        "--out-dir", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [n["label"] for n in summary["nodes"]] == [
+        "score:0 tench", "score:1 goldfish", "score:2 great white shark", "conv2:0", "conv2:1"]
+    with open(out / "nodes.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["layer"], r["channel"], r["class_name"]) for r in rows] == [
+        ("score", "0", "tench"), ("score", "1", "goldfish"), ("score", "2", "great white shark"),
+        ("conv2", "0", ""), ("conv2", "1", "")]
+    for row, node in zip(rows, summary["nodes"]):
+        for key in ("acceptance_rate", "step_size", "mean_energy_error", "mean_abs_energy_error"):
+            assert float(row[key]) == pytest.approx(node[key]), key
+        assert node["warmup"] == 2 and node["iterations"] == 3
+        stats = list(csv.DictReader(open(node["files"]["stats_csv"])))
+        sampling = [float(r["mean_abs_energy_error"]) for r in stats if r["warmup"] == "0"]
+        assert node["mean_abs_energy_error"] == pytest.approx(np.mean(sampling))
+        assert node["mean_abs_energy_error"] >= abs(node["mean_energy_error"])
+    # The overview: a white label column left of the tiles, with ink beside every row.
+    image = np.asarray(Image.open(out / "score_overview.png"))
+    upscale = 96 // 17                                   # imaging.default_upscale
+    tile_h, tile_w = 17 * upscale, 15 * upscale
+    grid_w = 4 * (tile_w + 2) + 2
+    label_w = image.shape[1] - grid_w
+    assert label_w > 60 and image.shape[0] == 3 * (tile_h + 2) + 2
+    for i in range(3):
+        band = image[2 + i * (tile_h + 2): 2 + i * (tile_h + 2) + tile_h, :label_w]
+        assert (band < 128).sum() > 50, f"row {i} has no label"
+    assert (image[:, :label_w] > 128).mean() > 0.8        # mostly white: text, not tiles
+
+
+def test_class_names_must_fit_a_requested_node(small_net, tmp_path):
+    import hmc_visualize
+    proto, weights = small_net
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\nd\n")
+    with pytest.raises(SystemExit, match="lists 4 names but no requested node has that many "
+                                         "channels \\(score: 3\\)"):
+        hmc_visualize.main(["--model", proto, "--weights", weights, "--nodes", "score",
+                            "--class-names", str(names), "--out-dir", str(tmp_path / "o"),
+                            "--no-progress"])

@@ -1,22 +1,28 @@
 """The pycaffe side of HMC visualization (SPEC §5): f_y(x) and df_y/dx for a node y.
 
 A node is one channel of a layer's output: a class score of the last layer, or a
-channel of an intermediate (conv-style) layer. For the latter the net is cut
-right after that layer and the input size is chosen from the net's geometry so
-the layer's response is 1x1. Dropout layers are removed. All edits happen on an
-in-memory NetParameter written to a temporary prototxt; the user's file is
-never touched.
+channel of an intermediate layer. The net is cut right after that layer and
+Dropout layers are removed (protobuf edits on an in-memory NetParameter written
+to a temporary prototxt; the user's file is never touched).
+
+Shapes come from Caffe alone. The cut net is built by Caffe at the net's own
+input size and, for a node whose response there is larger than 1x1, the input
+size giving a 1x1 response is searched by reshaping it (geometry.py); a size
+Caffe rejects is answered with Caffe's own reason. Caffe aborts the process on
+a shape it rejects, so all of this runs in a helper process (shape_probe.py).
+Nothing here knows any layer type's arithmetic: any net Caffe loads works.
 
 Speed: the input is fed through a ``Parameter`` layer (its blob *is* the input
-and its diff is df/dx) and every other parameter gets ``lr_mult: 0``, so
-``net.backward`` computes input gradients only, not weight gradients (which
-``force_backward`` would also compute, ~1/3 more work on LeNet). The node top
-carries ``loss_weight: 1`` so Caffe back-propagates from it; its diff is
-overwritten with the one-hot of the node before every backward.
+and its diff is df/dx) and every other parameter blob (Caffe counts them when it
+builds the net) gets ``lr_mult: 0``, so ``net.backward`` computes input
+gradients only, not weight gradients (which ``force_backward`` would also
+compute, ~1/3 more work on LeNet). The node top carries ``loss_weight: 1`` so
+Caffe back-propagates from it; its diff is overwritten with the one-hot of the
+node before every backward.
 """
 from __future__ import annotations
 
-import math
+import hashlib
 import os
 import re
 import tempfile
@@ -25,38 +31,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import geometry
+from .errors import NetSetupError, SizeRejected
+from .shape_probe import ShapeProbe
+
 INPUT_LAYER_NAME = "hmc_input"   # must not collide with a layer name in a caffemodel
-
-DATA_LAYER_TYPES = {"Data", "ImageData", "HDF5Data", "MemoryData", "WindowData",
-                    "DummyData", "Python", "AnnotatedData", "VideoData"}
-
-# Layers that keep the spatial size of their (first) bottom.
-SAME_SIZE_TYPES = {"ReLU", "Sigmoid", "TanH", "LRN", "BatchNorm", "Scale", "Bias",
-                   "Dropout", "Power", "AbsVal", "BNLL", "ELU", "PReLU", "Eltwise",
-                   "Split", "Softmax", "MVN", "Exp", "Log", "Threshold", "Clip",
-                   "Swish", "Concat", "Silence"}
-FLATTENING_TYPES = {"InnerProduct", "Flatten", "Reshape", "ArgMax"}
-
-# Number of parameter blobs per layer type (to give each one lr_mult: 0).
-def _param_blob_count(layer) -> Optional[int]:
-    t = layer.type
-    if t in ("Convolution", "Deconvolution"):
-        return 1 + int(layer.convolution_param.bias_term)
-    if t == "InnerProduct":
-        return 1 + int(layer.inner_product_param.bias_term)
-    if t == "Scale":
-        return 1 + int(layer.scale_param.bias_term)
-    if t == "Embed":
-        return 1 + int(layer.embed_param.bias_term)
-    if t in ("Bias", "PReLU"):
-        return 1
-    if t == "BatchNorm":
-        return 3
-    return None
-
-
-class NetSetupError(ValueError):
-    """A user-facing problem with the model, weights or node (clear message, no abort)."""
+IMAGE_INPUT_TYPES = ("Input",)   # how a deploy net declares its image blob
 
 
 def _caffe():
@@ -145,7 +125,10 @@ class ImageInput:
 
 def find_image_input(param, source: str = "the model") -> ImageInput:
     """The single 4-D input blob of a deploy net, or a clear error."""
-    data_layers = [l.name for l in _test_layers(param) if l.type in DATA_LAYER_TYPES]
+    # A layer that makes blobs from nothing (Data, ImageData, DummyData, a Python
+    # data layer, ...) other than the image Input or a learned Parameter blob.
+    data_layers = [l.name for l in _test_layers(param) if not len(l.bottom) and len(l.top)
+                   and l.type not in IMAGE_INPUT_TYPES + ("Parameter",)]
     if data_layers:
         raise NetSetupError(
             f"{source} reads its input from data layer(s) {data_layers}; give a deploy "
@@ -160,7 +143,7 @@ def find_image_input(param, source: str = "the model") -> ImageInput:
             shape = ()
         inputs.append((name, shape))
     for layer in _test_layers(param):
-        if layer.type == "Input":
+        if layer.type in IMAGE_INPUT_TYPES:
             shapes = list(layer.input_param.shape)
             for j, top in enumerate(layer.top):
                 shape = shapes[j] if len(shapes) > j else (shapes[0] if shapes else None)
@@ -178,109 +161,26 @@ def find_image_input(param, source: str = "the model") -> ImageInput:
     return ImageInput(name, tuple(int(d) for d in shape))
 
 
-# ---------------------------------------------------------------- geometry
-
-class _TooSmall(Exception):
-    """A kernel does not fit: this input size is invalid for the net."""
-
-
-def _axis_value(repeated, scalar_h, scalar_w, axis: int, default: int) -> int:
-    if scalar_h is not None:
-        return scalar_h if axis == 0 else scalar_w
-    vals = list(repeated)
-    if not vals:
-        return default
-    return vals[axis] if len(vals) > axis else vals[0]
-
-
-def _conv_output(layer, size: int, axis: int) -> int:
-    p = layer.convolution_param
-    hw = p.HasField("kernel_h")
-    k = _axis_value(p.kernel_size, p.kernel_h if hw else None, p.kernel_w, axis, 1)
-    s = _axis_value(p.stride, p.stride_h if p.HasField("stride_h") else None, p.stride_w, axis, 1)
-    pad = _axis_value(p.pad, p.pad_h if p.HasField("pad_h") else None, p.pad_w, axis, 0)
-    d = _axis_value(p.dilation, None, None, axis, 1)
-    extent = d * (k - 1) + 1
-    if layer.type == "Deconvolution":
-        return s * (size - 1) + extent - 2 * pad
-    if size + 2 * pad < extent:
-        raise _TooSmall
-    return (size + 2 * pad - extent) // s + 1
-
-
-def _pool_output(layer, size: int, axis: int) -> int:
-    p = layer.pooling_param
-    if p.global_pooling:
-        return 1
-    k = p.kernel_size if p.HasField("kernel_size") else (p.kernel_h if axis == 0 else p.kernel_w)
-    s = (p.stride_h if axis == 0 else p.stride_w) if p.HasField("stride_h") else p.stride
-    pad = (p.pad_h if axis == 0 else p.pad_w) if p.HasField("pad_h") else p.pad
-    if size + 2 * pad < k:
-        raise _TooSmall
-    ratio = (size + 2 * pad - k) / s
-    ceil_mode = p.round_mode == _pb2().PoolingParameter.CEIL
-    out = (math.ceil(ratio) if ceil_mode else math.floor(ratio)) + 1
-    if pad and (out - 1) * s >= size + pad:      # Caffe clips a window starting in the padding
-        out -= 1
-    return out
-
-
-def spatial_sizes(layers, input_name: str, input_hw: Tuple[int, int]) -> Dict[str, Optional[Tuple[int, int]]]:
-    """Blob name -> (height, width) for a given input size, following Caffe's shape
-    arithmetic (None for blobs that are no longer spatial, e.g. after InnerProduct).
-    Raises _TooSmall when a kernel does not fit and NetSetupError for unknown layers."""
-    sizes: Dict[str, Optional[Tuple[int, int]]] = {input_name: tuple(input_hw)}
-    for layer in layers:
-        if layer.type in ("Input", "Parameter"):
-            continue
-        bottom = sizes.get(layer.bottom[0]) if len(layer.bottom) else None
-        if bottom is None or layer.type in FLATTENING_TYPES:
-            out = None
-        elif layer.type in ("Convolution", "Deconvolution"):
-            out = tuple(_conv_output(layer, bottom[a], a) for a in (0, 1))
-        elif layer.type == "Pooling":
-            out = tuple(_pool_output(layer, bottom[a], a) for a in (0, 1))
-        elif layer.type in SAME_SIZE_TYPES:
-            out = bottom
-        else:
-            raise NetSetupError(
-                f"cannot compute the spatial geometry through layer '{layer.name}' of type "
-                f"{layer.type}; give the input size explicitly (--input-size)")
-        if out is not None and min(out) < 1:
-            raise _TooSmall
-        for top in layer.top:
-            sizes[top] = out
-    return sizes
-
-
-def input_size_for_unit_response(layers, input_name: str, node_blob: str,
-                                 max_size: int = 2048) -> Tuple[int, int]:
-    """Smallest input (height, width) for which ``node_blob`` is 1x1: every input
-    pixel then lies inside the node's receptive field (larger inputs that still
-    give 1x1 only add pixels the node ignores). Axes are independent in Caffe's
-    conv/pool arithmetic, so each is searched on its own."""
-    found = []
-    for axis in (0, 1):
-        for size in range(1, max_size + 1):
-            hw = (size, max_size) if axis == 0 else (max_size, size)  # other axis: roomy
-            try:
-                out = spatial_sizes(layers, input_name, hw)[node_blob]
-            except _TooSmall:
-                continue
-            if out is None:
-                raise NetSetupError(f"'{node_blob}' is not a spatial blob; it has no 1x1 "
-                                    "input size")
-            if out[axis] != 1:
-                raise NetSetupError(f"no input size gives a 1x1 response at '{node_blob}' "
-                                    f"(size {size} -> {out[axis]} along axis {axis})")
-            found.append(size)
-            break
-    if len(found) == 2:
-        return found[0], found[1]
-    raise NetSetupError(f"no input size up to {max_size} gives a 1x1 response at '{node_blob}'")
-
-
 # ---------------------------------------------------------------- net cutting
+
+@dataclass(frozen=True)
+class NodeGeometry:
+    """What Caffe says about a node of the cut net (batch 1)."""
+    input_hw: Tuple[int, int]                  # input size used for the node
+    node_shape: Tuple[int, ...]                # node blob at input_hw
+    native_node_shape: Tuple[int, ...]         # node blob at the net's own input size
+    param_counts: Tuple[Tuple[str, int], ...]  # (layer, parameter blobs) as Caffe built them
+    probes: int = 0                            # questions asked of Caffe
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.node_shape[1]) if len(self.node_shape) > 1 else 1
+
+    @property
+    def flat(self) -> bool:
+        """A fully connected (non-spatial) node such as a class score."""
+        return len(self.native_node_shape) <= 2
+
 
 @dataclass
 class CutNet:
@@ -288,6 +188,15 @@ class CutNet:
     input_name: str
     input_shape: Tuple[int, int, int, int]
     node_layer: str
+    node_blob: str
+    geometry: Optional[NodeGeometry] = None
+
+
+@dataclass
+class _Cut:
+    image: ImageInput
+    layers: list                    # LayerParameter copies from the input to the node
+    node: object
     node_blob: str
 
 
@@ -298,26 +207,22 @@ def _layer_index(layers, node: str) -> int:
     for i, layer in enumerate(layers):           # fall back to a top blob name
         if node in layer.top:
             return i
-    names = [l.name for l in layers if l.type not in ("Input",)]
+    names = [l.name for l in layers]
     raise NetSetupError(f"unknown node '{node}'; layers in the net: {', '.join(names)}")
 
 
-def cut_net(param, node_layer: str, n_chains: int,
-            input_hw: Optional[Tuple[int, int]] = None, source: str = "the model") -> CutNet:
-    """In-memory copy of ``param`` ending at ``node_layer``, without Dropout, with the
-    input batch = ``n_chains`` and (for spatial nodes) the input size giving a 1x1
-    response. ``input_hw`` overrides the computed size."""
+def _cut_layers(param, node_layer: str, source: str) -> _Cut:
+    """The layers from the input to ``node_layer`` (copies), Dropout removed."""
     pb2 = _pb2()
     image = find_image_input(param, source)
-    layers = [l for l in _test_layers(param) if l.type != "Input"]
+    layers = [l for l in _test_layers(param) if l.type not in IMAGE_INPUT_TYPES]
     idx = _layer_index(layers, node_layer)
     node = layers[idx]
     if node.type == "Dropout":
         raise NetSetupError(f"'{node.name}' is a Dropout layer; Dropout is removed for "
                             "visualization, name the layer before it instead")
-    if node.type in ("Split", "Silence") or len(node.top) == 0:
+    if len(node.top) == 0:
         raise NetSetupError(f"'{node.name}' ({node.type}) has no output to visualize")
-    node_blob = node.top[0]
     kept = []
     renames: Dict[str, str] = {}
     for layer in layers[:idx + 1]:
@@ -330,48 +235,215 @@ def cut_net(param, node_layer: str, n_chains: int,
             if copy.top[0] != copy.bottom[0]:
                 renames[copy.top[0]] = copy.bottom[0]
             continue
+        copy.ClearField("include")
+        copy.ClearField("exclude")
         kept.append(copy)
+    return _Cut(image, kept, node, node.top[0])
 
-    n, c, h, w = image.shape
-    if input_hw is None:
-        native = spatial_sizes(kept, image.name, (h, w))[node_blob]
-        if native is not None and tuple(native) != (1, 1):
-            h, w = input_size_for_unit_response(kept, image.name, node_blob)
-    else:
-        h, w = input_hw
+
+def _singular_messages(layer):
+    """(name, value) of the layer's set sub-messages that are not repeated
+    (convolution_param, inner_product_param, ...)."""
+    for fdesc, value in layer.ListFields():
+        repeated = getattr(fdesc, "is_repeated", None)
+        if repeated is None:                      # protobuf < 5
+            repeated = fdesc.label == fdesc.LABEL_REPEATED
+        if fdesc.type == fdesc.TYPE_MESSAGE and not repeated:
+            yield fdesc.name, value
+
+
+def _clear_fillers(layer) -> None:
+    """Drop weight/bias fillers (they only fill values, never shapes): Caffe then
+    fills with zeros, fast, where the values are not needed or are loaded."""
+    for _, value in _singular_messages(layer):
+        for sub, _ in value.ListFields():
+            if sub.name.endswith("_filler"):
+                value.ClearField(sub.name)
+
+
+def _random_fillers(layer) -> None:
+    """Give every filler of the layer (weight_filler, bias_filler, filler, ...) a
+    Xavier filler, so the net has random weights scaled to its fan-in."""
+    for _, value in _singular_messages(layer):
+        for fdesc in value.DESCRIPTOR.fields:
+            if fdesc.name.endswith("_filler") or fdesc.name == "filler":
+                if fdesc.type == fdesc.TYPE_MESSAGE:
+                    filler = getattr(value, fdesc.name)
+                    filler.Clear()
+                    filler.type = "xavier"
+
+
+def _caffe_engine(layer) -> None:
+    """Ask for Caffe's own implementation wherever a layer has an engine choice
+    (shapes are the same; the shape probe runs on the CPU with no GPU)."""
+    for _, value in _singular_messages(layer):
+        engine = value.DESCRIPTOR.fields_by_name.get("engine")
+        if engine is not None and "CAFFE" in engine.enum_type.values_by_name:
+            value.engine = engine.enum_type.values_by_name["CAFFE"].number
+
+
+def _probe_text(cut: _Cut, hw: Tuple[int, int]) -> str:
+    """Prototxt of the cut net with an Input layer of batch 1 at input size ``hw``."""
+    from google.protobuf import text_format
+    net = _pb2().NetParameter()
+    net.name = "hmc_probe"
+    inp = net.layer.add()
+    inp.name = INPUT_LAYER_NAME
+    inp.type = "Input"
+    inp.top.append(cut.image.name)
+    inp.input_param.shape.add().dim.extend([1, cut.image.shape[1], int(hw[0]), int(hw[1])])
+    for layer in cut.layers:
+        copy = net.layer.add()
+        copy.CopyFrom(layer)
+        _clear_fillers(copy)
+        _caffe_engine(copy)
+    return text_format.MessageToString(net)
+
+
+def _check_layer_types(layers) -> None:
+    known = set(_caffe().layer_type_list())
+    unknown = sorted({l.type for l in layers if l.type not in known})
+    if unknown:
+        raise NetSetupError(f"layer type(s) {unknown} are not in this Caffe build")
+
+
+_GEOMETRY_CACHE: Dict[tuple, NodeGeometry] = {}
+
+
+def _shape_text(shape) -> str:
+    return "x".join(str(d) for d in geometry.response(shape)) or "flat"
+
+
+def resolve_geometry(param, node_layer: str, input_hw: Optional[Tuple[int, int]] = None,
+                     source: str = "the model") -> NodeGeometry:
+    """Ask Caffe (in a helper process) for the node's shape and the input size to
+    use: ``input_hw`` if given (it must give a 1x1 response or a flat node), the
+    net's own size if the node is flat or 1x1 there, else the size that makes it
+    1x1 and covers its receptive field (geometry.unit_input_size). Then one
+    forward and backward pass of the net the sampler will run. Results are
+    cached per cut net and size."""
+    from google.protobuf import text_format
+    cut = _cut_layers(param, node_layer, source)
+    _check_layer_types(cut.layers)
+    _, c, h, w = cut.image.shape
+    native_text = _probe_text(cut, (h, w))
+    key = (hashlib.sha256(native_text.encode()).hexdigest(), cut.node_blob,
+           None if input_hw is None else tuple(input_hw))
+    if key in _GEOMETRY_CACHE:
+        return _GEOMETRY_CACHE[key]
+    where = f"{source} cut at '{cut.node.name}'"
+    types = {l.name: l.type for l in cut.layers}
+
+    def why(err: SizeRejected) -> str:
+        if err.layer is None:
+            return f"({err.reason})"
+        return f"at layer '{err.layer}' ({types.get(err.layer, '?')}): {err.reason}"
+
+    python_layers = any(l.type == "Python" for l in cut.layers)   # helper imports caffe
+    with ShapeProbe(cut.image.name, cut.node_blob, full_import=python_layers) as probe:
         try:
-            out = spatial_sizes(kept, image.name, (h, w))[node_blob]
-        except _TooSmall:
-            raise NetSetupError(f"input size {h}x{w} is too small for the net") from None
-        if out is not None and tuple(out) != (1, 1):
-            raise NetSetupError(f"input size {h}x{w} gives a {out[0]}x{out[1]} response at "
-                                f"'{node_blob}', not 1x1")
+            native_shape, params = probe.build(native_text)
+        except SizeRejected as err:
+            if input_hw is None:
+                raise NetSetupError(f"Caffe rejects {where} at its own input size "
+                                    f"{c}x{h}x{w} {why(err)}; give --input-size") from None
+            native_shape = None
+        if input_hw is not None:
+            hw = (int(input_hw[0]), int(input_hw[1]))
+            try:
+                shape, params = probe.build(_probe_text(cut, hw))
+            except SizeRejected as err:
+                raise NetSetupError(f"input size {hw[0]}x{hw[1]}: Caffe rejects {where} "
+                                    f"{why(err)}") from None
+            if not geometry.is_unit(shape):
+                raise NetSetupError(f"input size {hw[0]}x{hw[1]} gives a {_shape_text(shape)} "
+                                    f"response at '{cut.node_blob}', not 1x1")
+            native_shape = native_shape or shape
+        elif geometry.is_unit(native_shape):
+            hw, shape = (h, w), native_shape
+        else:
+            def support(size):
+                net = _final_param(cut, size, SUPPORT_BATCH, params, "hmc_support",
+                                   for_probe=True, random_weights=True)
+                return probe.support(text_format.MessageToString(net))
+            hw = geometry.unit_input_size(lambda size: probe.reshape((1, c) + tuple(size)),
+                                              (h, w), cut.node_blob, support)
+            try:      # a fresh build, as the caller will do, not only a reshape
+                shape, params = probe.build(_probe_text(cut, hw))
+            except SizeRejected as err:
+                raise NetSetupError(f"input size {hw[0]}x{hw[1]} found for {where} is "
+                                    f"rejected when the net is built {why(err)}") from None
+        # The net the sampler runs, at batch 1: one forward and backward pass, as
+        # Caffe aborts on a layer it cannot back-propagate through (ArgMax, ...).
+        final = _final_param(cut, hw, 1, params, "hmc_gradient_check", for_probe=True)
+        try:
+            probe.gradient(text_format.MessageToString(final))
+        except SizeRejected as err:
+            raise NetSetupError(f"Caffe cannot compute the gradient of '{cut.node_blob}' with "
+                                f"respect to the input of {where} {why(err)}") from None
+        calls = probe.calls
+    result = NodeGeometry(hw, tuple(shape), tuple(native_shape), tuple(sorted(params.items())),
+                          calls)
+    _GEOMETRY_CACHE[key] = result
+    return result
 
-    cut = pb2.NetParameter()
-    cut.name = (param.name or "net") + f"_hmc_{node.name}"
-    cut.force_backward = False
-    inp = cut.layer.add()
+
+SUPPORT_BATCH = 8      # random inputs whose gradients together show the receptive field
+
+
+def _final_param(cut: _Cut, hw: Tuple[int, int], batch: int, param_counts: Dict[str, int],
+                 name: str, for_probe: bool = False, random_weights: bool = False):
+    """The NetParameter the sampler runs: a Parameter layer as the input (batch =
+    chains), lr_mult 0 on every parameter blob, loss_weight 1 on the node top.
+    ``for_probe``: the same for the shape probe (Caffe's own engines; zero or, with
+    ``random_weights``, Xavier-random weights)."""
+    net = _pb2().NetParameter()
+    net.name = name
+    net.force_backward = False
+    inp = net.layer.add()
     inp.name = INPUT_LAYER_NAME
     inp.type = "Parameter"
-    inp.top.append(image.name)
-    inp.parameter_param.shape.dim.extend([n_chains, c, h, w])
+    inp.top.append(cut.image.name)
+    inp.parameter_param.shape.dim.extend([batch, cut.image.shape[1], int(hw[0]), int(hw[1])])
     inp.param.add().lr_mult = 1.0       # makes Caffe back-propagate down to the input
-    for layer in kept:
-        count = _param_blob_count(layer)
-        if count is not None:
-            while len(layer.param) < count:
-                layer.param.add()
-            for spec in layer.param:
+    for layer in cut.layers:
+        copy = net.layer.add()
+        copy.CopyFrom(layer)
+        count = param_counts.get(copy.name, 0)
+        while len(copy.param) < count:
+            copy.param.add()
+        if count:
+            for spec in copy.param:
                 spec.lr_mult = 0.0
                 spec.decay_mult = 0.0
-        layer.ClearField("include")
-        layer.ClearField("exclude")
-        cut.layer.add().CopyFrom(layer)
-    last = cut.layer[-1]
+        if for_probe:
+            if random_weights:
+                _random_fillers(copy)
+            else:
+                _clear_fillers(copy)
+            _caffe_engine(copy)
+    last = net.layer[-1]
     last.ClearField("loss_weight")
     for top in last.top:
-        last.loss_weight.append(1.0 if top == node_blob else 0.0)
-    return CutNet(cut, image.name, (n_chains, c, h, w), node.name, node_blob)
+        last.loss_weight.append(1.0 if top == cut.node_blob else 0.0)
+    return net
+
+
+def cut_net(param, node_layer: str, n_chains: int,
+            input_hw: Optional[Tuple[int, int]] = None, source: str = "the model",
+            geometry_: Optional[NodeGeometry] = None, clear_fillers: bool = False) -> CutNet:
+    """In-memory copy of ``param`` ending at ``node_layer``, without Dropout, with the
+    input batch = ``n_chains`` and the input size from :func:`resolve_geometry`
+    (or from ``geometry_`` when the caller resolved it already)."""
+    cut = _cut_layers(param, node_layer, source)
+    geo = geometry_ or resolve_geometry(param, node_layer, input_hw, source)
+    net = _final_param(cut, geo.input_hw, n_chains, dict(geo.param_counts),
+                       (param.name or "net") + f"_hmc_{cut.node.name}")
+    if clear_fillers:
+        for layer in net.layer:
+            _clear_fillers(layer)
+    return CutNet(net, cut.image.name, (n_chains,) + (cut.image.shape[1],) + tuple(geo.input_hw),
+                  cut.node.name, cut.node_blob, geo)
 
 
 # ---------------------------------------------------------------- weights
@@ -389,6 +461,28 @@ def _shapes_match(net_shape: Tuple[int, ...], file_shape: Tuple[int, ...], legac
     return len(net_shape) <= 4 and padded == tuple(file_shape)
 
 
+_WEIGHT_SHAPES: Dict[tuple, Dict[str, Tuple[bool, List[Tuple[int, ...]]]]] = {}
+
+
+def _weight_shapes(weights_path: str) -> Dict[str, Tuple[bool, List[Tuple[int, ...]]]]:
+    """{layer: (legacy V1 layer, [blob shapes])} of a caffemodel, parsed once per file
+    version (an AlexNet caffemodel is 240 MB; every node of a run checks it)."""
+    st = os.stat(weights_path)
+    key = (os.path.abspath(weights_path), st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHT_SHAPES:
+        model = _pb2().NetParameter()
+        with open(weights_path, "rb") as fh:
+            try:
+                model.ParseFromString(fh.read())
+            except Exception as err:  # protobuf raises DecodeError; be broad for old runtimes
+                raise NetSetupError(f"{weights_path} is not a Caffe binary model: {err}") from None
+        shapes = {l.name: (False, [_blob_shape(b) for b in l.blobs]) for l in model.layer}
+        shapes.update({l.name: (True, [_blob_shape(b) for b in l.blobs]) for l in model.layers})
+        _WEIGHT_SHAPES.clear()                    # keep one file's table, not every file's
+        _WEIGHT_SHAPES[key] = shapes
+    return _WEIGHT_SHAPES[key]
+
+
 def check_weights(net, weights_path: str) -> None:
     """Raise NetSetupError where Caffe's CopyTrainedLayersFrom would abort the process
     (shape or blob-count mismatch) or silently keep random filler weights (layer
@@ -397,13 +491,7 @@ def check_weights(net, weights_path: str) -> None:
         raise NetSetupError(f"weights file not found: {weights_path}")
     if weights_path.endswith((".h5", ".hdf5")):
         return                                   # Caffe checks HDF5 weights itself
-    model = _pb2().NetParameter()
-    with open(weights_path, "rb") as fh:
-        try:
-            model.ParseFromString(fh.read())
-        except Exception as err:  # protobuf raises DecodeError; be broad for old runtimes
-            raise NetSetupError(f"{weights_path} is not a Caffe binary model: {err}") from None
-    file_layers = {l.name: l for l in list(model.layer) + list(model.layers)}
+    file_layers = _weight_shapes(weights_path)
     if not file_layers:
         raise NetSetupError(f"{weights_path} holds no layers; is it a .caffemodel?")
     for name, blobs in net.params.items():
@@ -412,16 +500,15 @@ def check_weights(net, weights_path: str) -> None:
         if name not in file_layers:
             raise NetSetupError(f"layer '{name}' has parameters but {weights_path} has no "
                                 "weights for it (wrong caffemodel for this prototxt?)")
-        src = file_layers[name]
-        legacy = name in {l.name for l in model.layers}
-        if len(src.blobs) != len(blobs):
+        legacy, shapes = file_layers[name]
+        if len(shapes) != len(blobs):
             raise NetSetupError(f"layer '{name}': the net has {len(blobs)} parameter blobs, "
-                                f"{weights_path} has {len(src.blobs)}")
-        for j, (blob, fblob) in enumerate(zip(blobs, src.blobs)):
-            if not _shapes_match(blob.data.shape, _blob_shape(fblob), legacy):
+                                f"{weights_path} has {len(shapes)}")
+        for j, (blob, fshape) in enumerate(zip(blobs, shapes)):
+            if not _shapes_match(blob.data.shape, fshape, legacy):
                 raise NetSetupError(
                     f"layer '{name}' parameter {j}: the net expects shape "
-                    f"{list(blob.data.shape)}, {weights_path} has {list(_blob_shape(fblob))}")
+                    f"{list(blob.data.shape)}, {weights_path} has {list(fshape)}")
 
 
 # ---------------------------------------------------------------- the target
@@ -493,10 +580,7 @@ def instantiate(cut: CutNet, weights: Optional[str]):
     """Build the caffe.Net of a CutNet (via a temporary prototxt) and load weights."""
     from google.protobuf import text_format
     caffe = _caffe()
-    known = set(caffe.layer_type_list())
-    unknown = sorted({l.type for l in cut.param.layer if l.type not in known})
-    if unknown:
-        raise NetSetupError(f"layer type(s) {unknown} are not in this Caffe build")
+    _check_layer_types(cut.param.layer)
     fd, path = tempfile.mkstemp(prefix="hmc_", suffix=".prototxt")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -507,6 +591,12 @@ def instantiate(cut: CutNet, weights: Optional[str]):
     if weights:
         check_weights(net, weights)
         net.copy_from(weights)
+    if cut.geometry is not None:
+        expected = (cut.input_shape[0],) + tuple(cut.geometry.node_shape[1:])
+        got = tuple(net.blobs[cut.node_blob].data.shape)
+        if got != expected:          # the helper's Caffe and this one disagree
+            raise NetSetupError(f"'{cut.node_blob}' has shape {list(got)} here but "
+                                f"{list(expected)} in the shape probe")
     return net
 
 
@@ -521,11 +611,14 @@ class NodeTarget:
 
 def build_node_target(model: str, weights: Optional[str], layer: str,
                       chain_channels: Sequence[int],
-                      input_hw: Optional[Tuple[int, int]] = None) -> NodeTarget:
+                      input_hw: Optional[Tuple[int, int]] = None,
+                      geometry_: Optional[NodeGeometry] = None) -> NodeTarget:
     """Cut ``model`` at ``layer``, load ``weights`` and wrap it as a score callback
-    with one chain per entry of ``chain_channels``."""
+    with one chain per entry of ``chain_channels``. ``geometry_`` (from
+    :func:`resolve_node`) skips asking Caffe for the shapes again."""
     param = load_net_param(model)
-    cut = cut_net(param, layer, len(chain_channels), input_hw, source=model)
+    cut = cut_net(param, layer, len(chain_channels), input_hw, source=model,
+                  geometry_=geometry_, clear_fillers=bool(weights))
     net = instantiate(cut, weights)
     n_channels = node_channel_count(net, cut)
     check_channels(NodeSpec(layer, tuple(sorted(set(int(c) for c in chain_channels)))),
@@ -533,7 +626,12 @@ def build_node_target(model: str, weights: Optional[str], layer: str,
     return NodeTarget(net, cut, NodeScore(net, cut, chain_channels), n_channels)
 
 
+def resolve_node(model: str, layer: str,
+                 input_hw: Optional[Tuple[int, int]] = None) -> NodeGeometry:
+    """The node's geometry from Caffe (see :func:`resolve_geometry`), by file."""
+    return resolve_geometry(load_net_param(model), layer, input_hw, source=model)
+
+
 def count_node_channels(model: str, layer: str, input_hw: Optional[Tuple[int, int]] = None) -> int:
-    """Number of channels of ``layer`` (builds a 1-chain cut net without weights)."""
-    cut = cut_net(load_net_param(model), layer, 1, input_hw, source=model)
-    return node_channel_count(instantiate(cut, None), cut)
+    """Number of channels of ``layer`` (Caffe's shape of its output)."""
+    return resolve_node(model, layer, input_hw).n_channels

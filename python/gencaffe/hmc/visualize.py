@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import sampler as hmc, target as caffe_target
+from . import labels, sampler as hmc, target as caffe_target
 from .. import imaging
 from ..atomic_io import atomic_write
 from ..input_space import InputTransform, load_image_as_input
@@ -25,7 +25,13 @@ from ..input_space import InputTransform, load_image_as_input
 INIT_CHOICES = ("noise", "zero")          # or "image:PATH"
 
 STATS_COLUMNS = ["iteration", "warmup", "accept_rate", "mean_accept_prob", "mean_potential",
-                 "mean_energy", "mean_energy_error", "divergences", "step_size", "elapsed_s"]
+                 "mean_energy", "mean_energy_error", "mean_abs_energy_error", "divergences",
+                 "step_size", "elapsed_s"]
+# One row per node in nodes.csv (the same figures as summary.json's "nodes").
+NODE_COLUMNS = ["layer", "channel", "class_name", "chains", "input_shape", "iterations",
+                "warmup", "init", "acceptance_rate", "mean_accept_prob", "step_size",
+                "mean_energy_error", "mean_abs_energy_error", "divergences",
+                "gradient_evaluations", "wall_s"]
 
 
 @dataclass
@@ -55,6 +61,8 @@ class RunConfig:
     trajectory_frames: int = 10
     gpu: Optional[int] = None
     workers: int = 1                        # processes; chain groups run in parallel
+    class_names: Optional[List[str]] = None  # line i of --class-names = channel i
+    class_names_file: Optional[str] = None
 
 
 def safe_name(text: str) -> str:
@@ -62,13 +70,9 @@ def safe_name(text: str) -> str:
 
 
 def node_is_flat(model: str, layer: str) -> bool:
-    """True for fully connected (non-spatial) nodes such as class scores."""
-    param = caffe_target.load_net_param(model)
-    image = caffe_target.find_image_input(param, model)
-    layers = [l for l in caffe_target._test_layers(param) if l.type != "Input"]
-    node = layers[caffe_target._layer_index(layers, layer)]
-    sizes = caffe_target.spatial_sizes(layers, image.name, image.shape[2:])
-    return sizes.get(node.top[0]) is None
+    """True for fully connected (non-spatial) nodes such as class scores (Caffe's
+    shape of the node at the net's own input size has no spatial axes)."""
+    return caffe_target.resolve_node(model, layer).flat
 
 
 def initial_positions(init: str, n: int, shape: Sequence[int], sigma: float,
@@ -98,6 +102,7 @@ class NodeResult:
     init: str
     gradient_evaluations: int = 0
     wall_s: float = 0.0
+    class_name: Optional[str] = None
 
 
 def _frame_iterations(total: int, n_frames: int) -> set:
@@ -116,6 +121,9 @@ def _stats_row(it, warm, info, state, idx, elapsed):
         "mean_energy_error": float(np.nanmean(np.where(np.isfinite(info.energy_error[idx]),
                                                        info.energy_error[idx], np.nan)))
         if np.isfinite(info.energy_error[idx]).any() else float("nan"),
+        "mean_abs_energy_error": float(np.nanmean(np.where(
+            np.isfinite(info.energy_error[idx]), np.abs(info.energy_error[idx]), np.nan)))
+        if np.isfinite(info.energy_error[idx]).any() else float("nan"),
         "divergences": int(info.diverged[idx].sum()),
         "step_size": float(np.mean(info.step_size[idx])),
         "elapsed_s": round(elapsed, 4),
@@ -124,10 +132,12 @@ def _stats_row(it, warm, info, state, idx, elapsed):
 
 def run_group(cfg: RunConfig, layer: str, chain_channels: Sequence[int], iterations: int,
               init: str, rng: np.random.Generator,
-              on_iteration: Optional[Callable[[float], None]] = None) -> List[NodeResult]:
-    """Sample one group of chains (same layer, mixed channels) and split per node."""
+              on_iteration: Optional[Callable[[float], None]] = None,
+              geometry: Optional[caffe_target.NodeGeometry] = None) -> List[NodeResult]:
+    """Sample one group of chains (same layer, mixed channels) and split per node.
+    ``geometry`` (from plan_nodes) saves asking Caffe for the shapes again."""
     target = caffe_target.build_node_target(cfg.model, cfg.weights, layer, chain_channels,
-                                            cfg.input_size)
+                                            cfg.input_size, geometry_=geometry)
     shape = target.cut.input_shape[1:]
     x0 = initial_positions(init, len(chain_channels), shape, cfg.sigma, rng, cfg.transform)
     potential = hmc.make_potential(target.score, cfg.sigma, cfg.temperature)
@@ -181,19 +191,30 @@ def merge_results(parts: List[NodeResult]) -> NodeResult:
     for i in range(n_iter):
         row = dict(first.stats[i])
         for key in ("accept_rate", "mean_accept_prob", "mean_potential", "mean_energy",
-                    "mean_energy_error", "step_size"):
+                    "mean_energy_error", "mean_abs_energy_error", "step_size"):
             row[key] = float(np.average([p.stats[i][key] for p in parts], weights=weights))
         row["divergences"] = int(sum(p.stats[i]["divergences"] for p in parts))
         row["elapsed_s"] = round(sum(p.stats[i]["elapsed_s"] for p in parts), 4)
         stats.append(row)
     return NodeResult(first.layer, first.channel, np.concatenate([p.samples for p in parts]),
                       first.trajectory, stats, first.input_shape, first.iterations, first.init,
-                      sum(p.gradient_evaluations for p in parts), sum(p.wall_s for p in parts))
+                      sum(p.gradient_evaluations for p in parts), sum(p.wall_s for p in parts),
+                      first.class_name)
+
+
+MAX_GRID_PX = 2048      # a grid of many chains is drawn smaller, not thousands of pixels wide
+
+
+def grid_upscale(n_cols: int, height: int, width: int, pad: int = 2) -> int:
+    """The zoom for small inputs (imaging.default_upscale), reduced so a grid of
+    ``n_cols`` tiles stays within MAX_GRID_PX."""
+    fit = (MAX_GRID_PX - pad) // max(1, n_cols) - pad
+    return max(1, min(imaging.default_upscale(height), fit // max(1, width)))
 
 
 def write_node_outputs(cfg: RunConfig, res: NodeResult) -> Dict[str, str]:
     base = f"{cfg.out_dir}/{safe_name(res.layer)}_{res.channel}"
-    upscale = imaging.default_upscale(res.input_shape[1])
+    upscale = grid_upscale(int(np.ceil(np.sqrt(len(res.samples)))), *res.input_shape[1:3])
     shown = imaging.to_display(res.samples, cfg.transform, cfg.display)
     imaging.save_png(imaging.make_grid(shown, upscale=upscale), base + "_samples.png")
     frames = np.stack([x for _, x in res.trajectory])
@@ -210,12 +231,27 @@ def write_node_outputs(cfg: RunConfig, res: NodeResult) -> Dict[str, str]:
             "samples_npy": base + "_samples.npy", "stats_csv": base + "_stats.csv"}
 
 
+def _mean(rows, key) -> float:
+    values = [r[key] for r in rows if np.isfinite(r[key])]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def node_summary(res: NodeResult, files: Dict[str, str]) -> dict:
+    """Per-node figures over the sampling iterations (warm-up excluded): acceptance,
+    step size, energy error H_new - H_old of the proposals (mean and mean |.|)."""
     sampling = [r for r in res.stats if not r["warmup"]] or res.stats
     return {
-        "layer": res.layer, "channel": res.channel, "chains": int(len(res.samples)),
-        "input_shape": list(res.input_shape), "iterations": res.iterations, "init": res.init,
+        "layer": res.layer, "channel": res.channel, "class_name": res.class_name,
+        "label": labels.node_label(res.layer, res.channel, res.class_name),
+        "chains": int(len(res.samples)),
+        "input_shape": list(res.input_shape), "iterations": res.iterations,
+        "warmup": len(res.stats) - len([r for r in res.stats if not r["warmup"]]),
+        "init": res.init,
         "acceptance_rate": float(np.mean([r["accept_rate"] for r in sampling])),
+        "mean_accept_prob": _mean(sampling, "mean_accept_prob"),
+        "step_size": _mean(sampling, "step_size"),
+        "mean_energy_error": _mean(sampling, "mean_energy_error"),
+        "mean_abs_energy_error": _mean(sampling, "mean_abs_energy_error"),
         "divergences": int(sum(r["divergences"] for r in res.stats)),
         "final_mean_potential": res.stats[-1]["mean_potential"] if res.stats else None,
         "final_step_size": res.stats[-1]["step_size"] if res.stats else None,
@@ -242,19 +278,21 @@ def _worker_init(ticks, gpu):
     _set_caffe_mode(gpu)
 
 
-def _worker_task(cfg, layer, group, iterations, init, seed_key):
+def _worker_task(cfg, layer, group, iterations, init, seed_key, geometry=None):
     """One group in a worker process; ticks go back to the parent's progress bar."""
     def tick(acc):
         _worker_ticks.put(acc)
-    return run_group(cfg, layer, group, iterations, init, np.random.default_rng(seed_key), tick)
+    return run_group(cfg, layer, group, iterations, init, np.random.default_rng(seed_key), tick,
+                     geometry)
 
 
 def _run_tasks(cfg: RunConfig, tasks, tick) -> List[List[NodeResult]]:
-    """Run (layer, group, iterations, init, seed_key) tasks in this process or in
-    ``cfg.workers`` processes. Each task has its own seed, so a task's result
+    """Run (layer, group, iterations, init, seed_key[, geometry]) tasks in this process
+    or in ``cfg.workers`` processes. Each task has its own seed, so a task's result
     does not depend on where it runs."""
     if cfg.workers <= 1 or len(tasks) <= 1:
-        return [run_group(cfg, *t[:4], np.random.default_rng(t[4]), tick) for t in tasks]
+        return [run_group(cfg, *t[:4], np.random.default_rng(t[4]), tick,
+                          t[5] if len(t) > 5 else None) for t in tasks]
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
@@ -292,19 +330,32 @@ def _run_tasks(cfg: RunConfig, tasks, tick) -> List[List[NodeResult]]:
 
 
 def plan_nodes(cfg: RunConfig):
-    """(node, channels, iterations, init) per requested node, resolving the preset
-    rules (None = by node kind: fully connected vs spatial). Every node is checked
-    here, before any sampling, so a bad name or channel fails fast."""
+    """(node, channels, iterations, init, geometry) per requested node, resolving the
+    preset rules (None = by node kind: fully connected vs spatial). Every node is
+    checked here, with Caffe's shapes, before any sampling, so a bad name, channel
+    or input size fails fast."""
     plans = []
     for node in cfg.nodes:
-        n_channels = caffe_target.count_node_channels(cfg.model, node.layer, cfg.input_size)
-        channels = caffe_target.check_channels(node, n_channels)
-        flat = node_is_flat(cfg.model, node.layer)
+        geometry = caffe_target.resolve_node(cfg.model, node.layer, cfg.input_size)
+        channels = caffe_target.check_channels(node, geometry.n_channels)
         iterations = cfg.iterations if cfg.iterations is not None else (
-            cfg.iterations_flat if flat else cfg.iterations_spatial)
-        init = cfg.init if cfg.init is not None else ("zero" if flat else "noise")
-        plans.append((node, channels, iterations, init))
+            cfg.iterations_flat if geometry.flat else cfg.iterations_spatial)
+        init = cfg.init if cfg.init is not None else ("zero" if geometry.flat else "noise")
+        plans.append((node, channels, iterations, init, geometry))
+    if cfg.class_names is not None and not any(
+            g.n_channels == len(cfg.class_names) for *_, g in plans):
+        raise caffe_target.NetSetupError(
+            f"--class-names lists {len(cfg.class_names)} names but no requested node has that "
+            "many channels (" + ", ".join(f"{n.layer}: {g.n_channels}" for n, *_, g in plans)
+            + "); line i of the file names channel i of a class score layer")
     return plans
+
+
+def class_name_of(cfg: RunConfig, n_channels: int, channel: int) -> Optional[str]:
+    """The class name of a node, for layers with one channel per listed class."""
+    if cfg.class_names is None or n_channels != len(cfg.class_names):
+        return None
+    return cfg.class_names[channel]
 
 
 def run(cfg: RunConfig, progress_factory=None) -> dict:
@@ -316,9 +367,9 @@ def run(cfg: RunConfig, progress_factory=None) -> dict:
     _set_caffe_mode(cfg.gpu)
     plans = plan_nodes(cfg)
     tasks, task_job = [], []
-    for job, (node, channels, iterations, init) in enumerate(plans):
+    for job, (node, channels, iterations, init, geometry) in enumerate(plans):
         for g, group in enumerate(plan_groups(channels, cfg.chains, cfg.batch_size, cfg.workers)):
-            tasks.append((node.layer, group, iterations, init, (cfg.seed, job, g)))
+            tasks.append((node.layer, group, iterations, init, (cfg.seed, job, g), geometry))
             task_job.append(job)
     bar = progress_factory(sum(cfg.warmup + t[2] for t in tasks)) if progress_factory else None
 
@@ -332,7 +383,7 @@ def run(cfg: RunConfig, progress_factory=None) -> dict:
     if bar is not None:
         bar.close()
     summary = {"settings": _settings_dict(cfg), "nodes": []}
-    for job, (node, channels, iterations, init) in enumerate(plans):
+    for job, (node, channels, iterations, init, geometry) in enumerate(plans):
         parts: Dict[int, List[NodeResult]] = {}
         for results in (o for o, j in zip(outcomes, task_job) if j == job):
             for res in results:
@@ -340,28 +391,44 @@ def run(cfg: RunConfig, progress_factory=None) -> dict:
         layer_results = []
         for channel in channels:
             res = merge_results(parts[channel])
+            res.class_name = class_name_of(cfg, geometry.n_channels, channel)
             files = write_node_outputs(cfg, res)
             summary["nodes"].append(node_summary(res, files))
             layer_results.append(res)
         if len(layer_results) > 1:
             summary.setdefault("overviews", []).append(_write_overview(cfg, layer_results))
+    with atomic_write(f"{cfg.out_dir}/nodes.csv", "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=NODE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in summary["nodes"]:
+            writer.writerow(dict(row, input_shape="x".join(map(str, row["input_shape"])),
+                                 class_name=row["class_name"] or ""))
+    summary["nodes_csv"] = f"{cfg.out_dir}/nodes.csv"
     with atomic_write(f"{cfg.out_dir}/summary.json", "w") as fh:
         json.dump(summary, fh, indent=2)
     return summary
 
 
 def _write_overview(cfg: RunConfig, results: List[NodeResult]) -> str:
-    """One row per channel of a layer, its chains across (paper Fig. 4 layout)."""
+    """One row per channel of a layer, its chains across (paper Fig. 4 layout),
+    each row labelled with its node, channel and class name."""
     path = f"{cfg.out_dir}/{safe_name(results[0].layer)}_overview.png"
     rows = [imaging.to_display(r.samples, cfg.transform, cfg.display) for r in results]
-    upscale = imaging.default_upscale(results[0].input_shape[1])
-    imaging.save_png(imaging.make_rows(rows, upscale=upscale), path)
+    upscale = grid_upscale(max(len(r) for r in rows), *results[0].input_shape[1:3])
+    pad = 2
+    grid = imaging.make_rows(rows, pad=pad, upscale=upscale)
+    tile_h = results[0].input_shape[1] * upscale
+    tops = [pad + i * (tile_h + pad) for i in range(len(rows))]
+    text = [[f"{r.layer}:{r.channel}"] + ([r.class_name] if r.class_name else [])
+            for r in results]
+    imaging.save_png(labels.label_rows(grid, tops, tile_h, text), path)
     return path
 
 
 def _settings_dict(cfg: RunConfig) -> dict:
     d = asdict(cfg)
     d["nodes"] = [str(n) for n in cfg.nodes]
+    d["class_names"] = None if cfg.class_names is None else len(cfg.class_names)
     t = cfg.transform
     d["transform"] = {"scale": t.scale, "bgr": t.bgr,
                       "mean": None if t.mean is None else np.asarray(t.mean).tolist()
