@@ -60,9 +60,10 @@ nodes:
   NAME is a layer name (or a top blob name). The node is that layer's output, so
   'conv1' is before its in-place ReLU and 'relu1' after it. The net is cut after
   NAME and Caffe itself computes the shapes (any layer type Caffe has works): a
-  spatial node is made 1x1 by the smallest input size for which Caffe gives it a
-  1x1 response, searched by reshaping the cut net; --input-size fixes the size.
-  A size Caffe rejects is reported with Caffe's reason.
+  spatial node gets the largest input size at which Caffe gives it a 1x1 response
+  and every input pixel moves it (its receptive field: AlexNet conv1 11x11, conv5
+  35x35), searched by reshaping the cut net in a helper process; --input-size
+  fixes the size. A size Caffe rejects is reported with Caffe's reason.
 
 outputs in --out-dir, per node LAYER_C:
   LAYER_C_samples.png      grid of the final samples of all chains
@@ -130,9 +131,9 @@ def build_parser():
     net.add_argument("--nodes", nargs="+", required=True, metavar="NODE",
                      help="nodes to visualize: NAME, NAME:C or NAME:C0-C1,C2 (see below)")
     net.add_argument("--input-size", type=_size, metavar="HxW",
-                     help="input size instead of the one searched with Caffe (the smallest "
-                          "with a 1x1 response at a spatial node, else the net's own); Caffe "
-                          "must accept it and give a 1x1 (or flat) response")
+                     help="input size instead of the one searched with Caffe (a spatial "
+                          "node's receptive field at a 1x1 response, else the net's own); "
+                          "Caffe must accept it and give a 1x1 (or flat) response")
     net.add_argument("--class-names", metavar="FILE",
                      help="class names, line i = channel i of the class score layer: a name a "
                           "line, or Caffe's synset_words.txt ('n01440764 tench, Tinca tinca'); "

@@ -345,3 +345,15 @@ def zoo_from(folder, weights):
     with open(proto, "w") as fh:
         fh.write(ZOO_NET)
     return proto, weights
+
+
+def test_a_helper_that_cannot_start_is_reported(tmp_path, monkeypatch):
+    from gencaffe.hmc import shape_probe
+    monkeypatch.setattr(shape_probe, "find_caffe_extension",
+                        lambda: (str(tmp_path / "no" / "_caffe.so"), False))
+    monkeypatch.setattr(ct, "_GEOMETRY_CACHE", {})          # ask the helper, not the cache
+    proto = tmp_path / "other.prototxt"
+    proto.write_text(ZOO_NET)
+    with pytest.raises(NetSetupError, match="shape probe process ended unexpectedly "
+                                            "\\(exit code 1\\).*_caffe.so"):
+        ct.resolve_node(str(proto), "conv_out")
