@@ -90,8 +90,9 @@ def build_parser():
                        help="test batch size; test_iter covers the whole val LMDB (default "
                             "%(default)s)")
     train.add_argument("--tests-per-run", type=positive, default=4,
-                       help="test passes per run after the one at iteration 0 (default "
-                            "%(default)s)")
+                       help="about this many test passes per run after the one at iteration "
+                            "0; the interval divides the run's iterations, so that the last "
+                            "iteration is tested (default %(default)s)")
     train.add_argument("--display", type=positive, default=10,
                        help="log the train loss every N iterations (default %(default)s)")
     train.add_argument("--seed", type=int, default=1,
@@ -107,6 +108,9 @@ def build_parser():
     run.add_argument("--jobs", type=positive, default=min(2, os.cpu_count() or 1),
                      help="trainings at once, and worker processes of the data tools "
                           "(default %(default)s)")
+    run.add_argument("--gpu", type=int, metavar="ID", default=None,
+                     help="train (solver_mode GPU) and evaluate on this GPU instead of the CPU "
+                          "(needs a CUDA build: --caffe and CAFFE_BUILD_DIR pointing at it)")
     run.add_argument("--threads", type=positive, default=1,
                      help="BLAS/OpenMP threads per caffe process (default %(default)s)")
     run.add_argument("--eval-batch", type=positive, default=10,
@@ -167,7 +171,7 @@ def make_settings(args):
         seed=args.seed, archs=args.archs, approaches=args.approaches, eval_batch=args.eval_batch,
         log=log, progress_factory=progress.bar_factory(not args.no_progress),
         progress_every_s=args.progress_every, threads_per_job=args.threads,
-        retries=args.retries, jobs=args.jobs)
+        retries=args.retries, jobs=args.jobs, gpu=args.gpu)
 
 
 def main(argv=None):

@@ -108,6 +108,8 @@ class CaffeTraining:
         env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                    GLOG_logtostderr="1", GLOG_minloglevel="0")
         partial_log = absolute(os.path.join(self.run_dir, PARTIAL_LOG_NAME))
+        if registry.stopping:
+            raise RunFailed("[%s] not started: the driver is stopping" % self.label)
         settings.log("[%s] start: %s" % (self.label, " ".join(command)))
         started = time.time()
         with open(partial_log, "w") as log_handle:
@@ -190,14 +192,22 @@ def tail(path, lines=15):
 
 
 class ProcessRegistry:
-    """Live caffe processes, so an interrupted driver can stop them all."""
+    """Live caffe processes, so an interrupted driver can stop them all. Once
+    terminate_all() has begun, no new process may run: one added later is killed
+    (a worker thread that saw its caffe die must not retry it behind the
+    driver's back)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._processes = set()
+        self.stopping = False
 
     def add(self, process):
         with self._lock:
+            if self.stopping:
+                process.kill()
+                process.wait()
+                raise RunFailed("the driver is stopping")
             self._processes.add(process)
 
     def discard(self, process):
@@ -206,6 +216,7 @@ class ProcessRegistry:
 
     def terminate_all(self):
         with self._lock:
+            self.stopping = True
             processes = list(self._processes)
         for process in processes:
             process.terminate()
@@ -239,7 +250,7 @@ class RunnerBase:
                     break
                 except RunFailed as err:
                     # e.g. libcaffe relinked under a running process by a rebuild
-                    if attempt == self.settings.retries:
+                    if attempt == self.settings.retries or self.registry.stopping:
                         raise
                     self.settings.log("%s\n[%s] retrying from scratch" % (err, run.label))
         with self._locks_guard:
