@@ -31,7 +31,10 @@ KIT_BUILD ?= build/cuda-kit
 KIT_OUT ?= .device-kit
 # the lent GPU machines run Python 3.12 (README, "On a GPU machine"); pycaffe in
 # the kit is compiled for it (the interpreter here needs its headers and numpy)
-KIT_PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls $(HOME)/.pyenv/versions/3.12*/bin/python3 2>/dev/null | tail -1)
+KIT_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3; do \
+  $$p -c 'import sys' 2>/dev/null && { $$p -c 'import sys; print(sys.executable)'; break; }; done)
+# pycaffe is compiled against this numpy (no newer than the machine's: 2.5.2)
+KIT_NUMPY ?= numpy==2.5.2
 # Python packages the machine's Python lacks, carried as wheels
 KIT_WHEELS ?= lmdb==3.0.0
 CUDA_ARCH_BIN ?= 90
@@ -100,13 +103,13 @@ device-kit: deps $(KIT_BUILD)/CMakeCache.txt
 	@test -n "$(KIT_PYTHON)" || { echo "make device-kit: no Python 3.12 found; set KIT_PYTHON=/path/to/python3.12 (with its headers and numpy)"; exit 1; }
 	tools/prepare_source.sh $(KIT_BUILD)/caffe-src
 	cmake --build $(KIT_BUILD) -j $(JOBS) --target caffe.bin compute_image_mean test.testbin
-	$(KIT_PYTHON) -c 'import numpy' 2>/dev/null || $(KIT_PYTHON) -m pip install -q numpy
+	$(KIT_PYTHON) -c 'import numpy' 2>/dev/null || $(KIT_PYTHON) -m pip install -q $(KIT_NUMPY)
 	rm -rf $(KIT_BUILD)/wheels && $(PY) -m pip download -q --no-deps --only-binary=:all: \
 	  --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 -d $(KIT_BUILD)/wheels $(KIT_WHEELS)
 	$(PY) tools/bench_nets.py --prepare $(KIT_BUILD)/bench_nets --lmdb-source /tmp/gencaffe-bench-lmdb
 	$(PY) tools/device_kit.py --build $(KIT_BUILD) --out $(KIT_OUT) --python $(KIT_PYTHON) \
-	  $(foreach w,$(wildcard $(KIT_BUILD)/wheels/*.whl),--wheel $(w)) \
+	  $$(for w in $(KIT_BUILD)/wheels/*.whl; do echo --wheel $$w; done) \
 	  --add bench_nets=$(KIT_BUILD)/bench_nets \
 	  $(if $(wildcard data/mnist/mnist_train_lmdb),--add mnist=data/mnist) $(KIT_ADD)
 

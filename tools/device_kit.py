@@ -287,6 +287,9 @@ def build_bundle(build, out_dir, cuda_root, require_cuda=True, xz_preset=6,
                             ignore=shutil.ignore_patterns("_caffe.so", "test", "__pycache__",
                                                           "*.pyc", "caffe_pb2.py"))
             shutil.copy2(pycaffe[0], os.path.join(package, "_caffe.so"))
+            # caffe.proto: what pycaffe's CMake target makes in the source tree
+            os.makedirs(os.path.join(package, "proto"), exist_ok=True)
+            open(os.path.join(package, "proto", "__init__.py"), "a").close()
             shutil.copy2(os.path.join(build, "caffe", "include", "caffe", "proto",
                                       "caffe_pb2.py"),
                          os.path.join(package, "proto", "caffe_pb2.py"))

@@ -8,7 +8,8 @@
 #               [--suite-timeout S] [--cpu-tests-only] [--bench-repeats N]
 #               [--mnist-seeds LIST] [--mnist-timeout S]
 #
-# Sections (--sections, comma-separated; default env,gen,suite,engines,bench,hmc):
+# Sections (--sections, comma-separated, run in the order given; default
+# env,gen,suite,engines,bench,hmc):
 #   env      what the machine has (GPU, driver, CUDA, cuDNN, Python) -> environment.txt
 #   gen      the GenerativeLoss gtests, CPU and GPU types (forward against the
 #            definition, GradientChecker for every mode, GPU = CPU on random problems)
@@ -60,7 +61,6 @@ done
 for s in ${sections//,/ }; do
   case $s in env|gen|suite|engines|bench|hmc|mnist) ;; *) die "unknown section '$s' (see --help)" ;; esac
 done
-want() { [[ ",$sections," == *",$1,"* ]]; }
 out=${OUT:-$PWD/gpu-checks-out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -132,24 +132,22 @@ else
   fail "import caffe (pycaffe): see pycaffe_import.log"
 fi
 
-if want env; then
+section_env() {
   section env
   bash "$repo/tools/machine_report.sh" > "$out/environment.txt" 2>&1
   echo "written: environment.txt"
-fi
+}
 
-cd "$src_root" || exit 1   # some upstream tests use paths relative to the source root
-
-if want gen; then
+section_gen() {
   section "GenerativeLoss gtests (CPU and GPU types)"
   "$work/test.testbin" --gtest_filter='*GenerativeLoss*' \
     --gtest_output="xml:$out/gtest_generative_loss.xml" > "$out/gtest_generative_loss.log" 2>&1
   grep -E '^\[  (PASSED|FAILED)  \]' "$out/gtest_generative_loss.log"
   grep -q '^\[  PASSED  \]' "$out/gtest_generative_loss.log" && \
     ! grep -q '^\[  FAILED  \]' "$out/gtest_generative_loss.log" || fail "GenerativeLoss gtests"
-fi
+}
 
-if want suite; then
+section_suite() {
   gpu_filter=$(python3 "$repo/tools/run_tests.py" --print-gpu-filter)   # the rest run on CPU
   section "the whole gtest suite: GPU tests in 1 process$([ $cpu_only = 1 ] && echo ' (skipped)'), CPU tests in $jobs shards"
   t0=$(date +%s)
@@ -171,20 +169,23 @@ if want suite; then
   grep -hE '^\[  FAILED  \] [A-Za-z]' "$out"/gtest_*.log | sort -u | head -40
   python3 "$repo/tools/run_tests.py" --sum-junit "${reports[@]}" | tee "$out/gtest_suite_summary.txt" \
     || fail "gtest suite"
-fi
+  if [ $cpu_only = 0 ] && [ ! -f "$out/gtest_gpu.xml" ]; then   # stopped: what its log shows
+    echo "GPU part stopped before its report: $(grep -c '^\[       OK \]' "$out/gtest_gpu.log") tests OK," \
+      "$(grep -c '^\[  FAILED  \] [A-Za-z]' "$out/gtest_gpu.log") failed, last started:" \
+      "$(grep '^\[ RUN      \]' "$out/gtest_gpu.log" | tail -1)" | tee -a "$out/gtest_suite_summary.txt"
+  fi
+}
 
-cd "$repo" || exit 1
-
-if want engines; then
+section_engines() {
   section "engines: CPU vs GPU Caffe vs GPU cuDNN"
   if [ $pycaffe_ok = 1 ]; then
     py tools/check_engines.py --gpu 0 --out "$out/check_engines.md" || fail "check_engines"
   else
     fail "check_engines needs pycaffe"
   fi
-fi
+}
 
-if want bench; then
+section_bench() {
   section "bench: GenerativeLoss vs SoftmaxWithLoss (caffe time)"
   py tools/bench_generative_loss.py --caffe-time-only --gpu --repeats "$bench_repeats" \
     --caffe "$work/caffe" --output "$out/bench_generative_loss_gpu.md" || fail "bench_generative_loss"
@@ -201,9 +202,9 @@ if want bench; then
   else
     fail "the kit has no payload/bench_nets (make device-kit prepares it)"
   fi
-fi
+}
 
-if want hmc; then
+section_hmc() {
   section "hmc: LeNet ip2 and AlexNet fc8 with batched chains"
   if [ $pycaffe_ok = 1 ]; then
     py tools/bench_hmc.py --preset lenet --gpu 0 --batches 1,16,64,256 --iterations 5 \
@@ -213,22 +214,33 @@ if want hmc; then
   else
     fail "bench_hmc needs pycaffe"
   fi
-fi
+}
 
-if want mnist; then
+section_mnist() {
   section "mnist: Table 1 runs on the GPU (seeds $mnist_seeds)"
   if [ $pycaffe_ok = 1 ] && [ -d "$kit/payload/mnist" ]; then
     runs=$work/runs
     timeout "$mnist_timeout" "$work/py" tools/reproduce_mnist.py --gpu 0 --jobs 4 \
       --seeds "$mnist_seeds" --approaches dg,gg,gg_dg --runs-dir "$runs" \
-      --data-dir "$kit/payload/mnist" --caffe "$work/caffe" --report-dir "$out" \
+      --data-dir "$kit/payload/mnist" --caffe "$work/caffe" --results-dir "$out" \
       > "$out/mnist.log" 2>&1 || fail "reproduce_mnist (see mnist.log)"
     tail -5 "$out/mnist.log"
-    tar -czf "$out/mnist_runs.tar.gz" -C "$work" runs 2>/dev/null
+    # logs, solvers, nets and done.json (the snapshots would not fit the way back)
+    tar -czf "$out/mnist_runs.tar.gz" --exclude='*.caffemodel' --exclude='*.solverstate' \
+      -C "$work" runs 2>/dev/null
   else
     fail "mnist needs pycaffe and the kit's payload/mnist"
   fi
-fi
+}
+
+for name in ${sections//,/ }; do
+  case $name in
+    gen|suite) cd "$src_root" || exit 1 ;;   # some upstream tests use paths relative to the source root
+    *) cd "$repo" || exit 1 ;;
+  esac
+  "section_$name"
+done
+cd "$repo" || exit 1
 
 echo "gpu_checks: results in $out after $(( $(date +%s) - started )) s (status $status)"
 exit $status
