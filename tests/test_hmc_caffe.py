@@ -578,3 +578,14 @@ def test_class_names_must_fit_a_requested_node(small_net, tmp_path):
         hmc_visualize.main(["--model", proto, "--weights", weights, "--nodes", "score",
                             "--class-names", str(names), "--out-dir", str(tmp_path / "o"),
                             "--no-progress"])
+
+
+def test_label_column_on_colour_rows():
+    from gencaffe.hmc.labels import label_rows
+    grid = np.zeros((2 * 40 + 6, 100, 3), np.uint8)               # two black RGB rows
+    out = label_rows(grid, [2, 44], 40, [["fc8:327", "starfish, sea star"], ["fc8:1"]])
+    assert out.shape[0] == grid.shape[0] and out.shape[2] == 3 and out.shape[1] > 100
+    label_w = out.shape[1] - 100
+    np.testing.assert_array_equal(out[:, label_w:], grid)            # tiles untouched
+    for top in (2, 44):
+        assert (out[top:top + 40, :label_w] < 128).any()              # ink beside each row

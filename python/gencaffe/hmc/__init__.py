@@ -1,2 +1,3 @@
 """HMC generative visualization: the sampler (plain NumPy), the pycaffe
-target, and the driver that writes samples and pictures."""
+target, the input-size search on Caffe's own shapes (geometry, shape_probe),
+labels, and the driver that writes samples and pictures."""
