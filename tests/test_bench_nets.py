@@ -21,6 +21,8 @@ TOOL = os.path.join(REPO, "tools", "bench_nets.py")
 FAKE = textwrap.dedent('''\
     import os, re, sys
     args = sys.argv[1:]
+    if os.environ.get("GLOG_minloglevel", "0") != "0":   # as glog: no INFO lines
+        sys.exit(0)
     with open(os.environ["FAKE_CALLS"], "a") as calls:
         calls.write("%s threads=%s\\n" % (" ".join(args), os.environ.get("OPENBLAS_NUM_THREADS")))
     if args[0] == "time":
@@ -75,7 +77,9 @@ def test_run_alternates_takes_the_best_and_parses_throughput(prepared, tmp_path,
     result = subprocess.run([sys.executable, TOOL, "--run", str(plan_dir), "--caffe", str(fake),
                              "--gpu", "0", "--repeats", "3", "--iterations", "7",
                              "--out", str(out)], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, OPENBLAS_NUM_THREADS="8"))
+                            # GLOG_minloglevel=2 as on the GPU machine, where it hid the
+                            # INFO lines the timings are read from
+                            env=dict(os.environ, OPENBLAS_NUM_THREADS="8", GLOG_minloglevel="2"))
     assert result.returncode == 0, result.stderr
     lines = calls.read_text().splitlines()
     times = [l for l in lines if l.startswith("time")]

@@ -118,7 +118,9 @@ def solver_text(committed, net, iterations, display, mode):
 # ---------------------------------------------------------------------- run
 
 def run_caffe(args_list, cwd, timeout=600):
-    env = dict(os.environ, GLOG_logtostderr="1")
+    # the INFO lines are what is parsed, whatever the caller's glog level
+    # (on the GPU machine the tools run with GLOG_minloglevel=2)
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
     proc = subprocess.run(args_list, cwd=cwd, capture_output=True, text=True, env=env,
                           timeout=timeout)
     if proc.returncode != 0:
