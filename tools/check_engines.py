@@ -49,6 +49,7 @@ def write_variant(arch, engine, batch, folder):
 
 
 def run_net(caffe, model, weights, data, score_blob, klass):
+    """(prob, input gradient, {blob: (data, diff)} after the backward pass)."""
     net = caffe.Net(model, weights, caffe.TEST)
     net.blobs["data"].data[...] = data
     prob = net.forward()["prob"].copy()
@@ -56,7 +57,19 @@ def run_net(caffe, model, weights, data, score_blob, klass):
         blob.diff[...] = 0
     net.blobs[score_blob].diff[:, klass] = 1
     net.backward(start=score_blob)
-    return prob, net.blobs["data"].diff.copy()
+    blobs = {name: (blob.data.copy(), blob.diff.copy()) for name, blob in net.blobs.items()}
+    return prob, net.blobs["data"].diff.copy(), blobs
+
+
+def first_divergence(blobs, reference, rtol):
+    """Where a GPU run first leaves the CPU's: the first blob (in net order)
+    whose forward data, and the last (backward runs in reverse) whose
+    diff, differ by more than rtol; e.g. 'data: conv1 ok ... diff: pool1'."""
+    names = list(reference)
+    data_bad = [n for n in names if relative_error(blobs[n][0], reference[n][0]) > rtol]
+    diff_bad = [n for n in names if relative_error(blobs[n][1], reference[n][1]) > rtol]
+    return "forward first off at %s; backward first off at %s" % (
+        data_bad[0] if data_bad else "none", diff_bad[-1] if diff_bad else "none")
 
 
 def check(arch, gpu, batch, rtol, folder, rng):
@@ -79,9 +92,11 @@ def check(arch, gpu, batch, rtol, folder, rng):
     caffe.set_mode_gpu()
     for engine in ("CAFFE", "CUDNN"):
         model = write_variant(arch, engine, batch, folder)
-        prob, grad = run_net(caffe, model, weights, data, spec.score, klass)
+        prob, grad, blobs = run_net(caffe, model, weights, data, spec.score, klass)
         errors = (relative_error(prob, reference[0]), relative_error(grad, reference[1]))
-        rows.append((arch, "GPU " + engine, errors, all(e <= rtol for e in errors)))
+        ok = all(e <= rtol for e in errors)
+        rows.append((arch, "GPU " + engine, errors, ok,
+                     "" if ok else first_divergence(blobs, reference[2], rtol)))
     caffe.set_mode_cpu()
     return rows
 
@@ -105,9 +120,9 @@ def main(argv=None):
             rows += check(arch, args.gpu, args.batch, args.rtol, folder, rng)
     lines = ["| net | engine | prob: max rel. error vs CPU | input gradient: max rel. error "
              "vs CPU | within %g |" % args.rtol, "|---|---|---:|---:|---|"]
-    for arch, engine, (e_prob, e_grad), ok in rows:
+    for arch, engine, (e_prob, e_grad), ok, where in rows:
         lines.append("| %s | %s | %.2e | %.2e | %s |" % (arch, engine, e_prob, e_grad,
-                                                       "yes" if ok else "**NO**"))
+                                                       "yes" if ok else "**NO**: " + where))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
