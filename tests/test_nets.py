@@ -131,8 +131,9 @@ def test_heads(key):
     assert dg["loss"].type == "SoftmaxWithLoss" and list(dg["loss"].bottom) == [score, "label"]
     for net in (gg, semi):
         loss = net["loss"]
-        assert loss.type == "GenerativeLoss" and list(loss.top) == ["loss", "ess"]
-        assert list(loss.loss_weight) == [1, 0]
+        assert loss.type == "GenerativeLoss"
+        assert list(loss.top) == ["loss", "ess", "ess_within", "ess_within_sd", "cross_weight"]
+        assert list(loss.loss_weight) == [1, 0, 0, 0, 0]       # diagnostics only
     assert not gg["loss"].generative_loss_param.semi_supervised
     param = semi["loss"].generative_loss_param
     assert param.semi_supervised and param.unlabeled_weight == pytest.approx(0.1)

@@ -104,7 +104,8 @@ def test_loss_heads():
     assert dg.type == "SoftmaxWithLoss" and list(dg.bottom) == ["ip2", "label"]
     gg = layer(net("models/lenet/lenet_gg.prototxt"), "loss")
     assert gg.type == "GenerativeLoss" and list(gg.bottom) == ["ip2", "label"]
-    assert list(gg.top) == ["loss", "ess"] and list(gg.loss_weight) == [1, 0]
+    assert list(gg.top) == ["loss", "ess", "ess_within", "ess_within_sd", "cross_weight"]
+    assert list(gg.loss_weight) == [1, 0, 0, 0, 0]
 
 
 def learnable_layers(net_param):

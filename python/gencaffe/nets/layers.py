@@ -215,18 +215,28 @@ def dg_loss(n, score):
     n.loss = L.SoftmaxWithLoss(score, n.label)
 
 
+# GenerativeLoss's diagnostic tops, in the layer's order: the batch ESS
+# fraction, and the within-class ESS fraction (mean, sd over classes) and the
+# weight each column puts on other classes' examples (the layer's header).
+GG_DIAGNOSTICS = ("ess", "ess_within", "ess_within_sd", "cross_weight")
+
+
 def gg_loss(n, score, semi_supervised=False, unlabeled_weight=0.1,
             class_prior: Optional[Sequence[float]] = None):
     """GG: GenerativeLoss (softmax down the batch per class column) with its
-    ESS top logged at loss weight 0; semi-supervised: Eq. 19 with lambda."""
+    diagnostic tops logged at loss weight 0 (GG_DIAGNOSTICS); semi-supervised:
+    Eq. 19 with lambda."""
     caffe, L, P = _caffe()
-    kwargs = dict(ntop=2, loss_weight=[1, 0])
+    kwargs = dict(ntop=1 + len(GG_DIAGNOSTICS), loss_weight=[1] + [0] * len(GG_DIAGNOSTICS))
     if semi_supervised:
         gp = dict(semi_supervised=True, unlabeled_weight=unlabeled_weight)
         if class_prior:
             gp["class_prior"] = list(class_prior)
         kwargs["generative_loss_param"] = gp
-    n.loss, n.ess = L.GenerativeLoss(score, n.label, **kwargs)
+    tops = L.GenerativeLoss(score, n.label, **kwargs)
+    n.loss = tops[0]
+    for name, top in zip(GG_DIAGNOSTICS, tops[1:]):
+        n[name] = top
 
 
 def deploy_input(n, shape: Tuple[int, ...]):

@@ -24,8 +24,9 @@ VARIANTS = ("dg", "gg", "semi_gg", "deploy")
 VARIANT_TITLES = {
     "dg": "DG: discriminative gradient, SoftmaxWithLoss (the usual softmax over classes).",
     "gg": ("GG: generative gradient, GenerativeLoss (a softmax down the batch for each\n"
-           "class column); top \"ess\" (loss weight 0) logs the importance weights'\n"
-           "effective sample size as a fraction of the batch."),
+           "class column); tops at loss weight 0 log the importance weights' effective\n"
+           "sample size as a fraction of the batch (ess), within each class (ess_within,\n"
+           "its sd ess_within_sd) and the weight on other classes' examples (cross_weight)."),
     "semi_gg": ("semi-supervised GG: GenerativeLoss with semi_supervised (journal Eq. 19,\n"
                 "lambda = unlabeled_weight); each TRAIN batch concatenates labelled examples\n"
                 "and unlabelled ones (label -1, the layer's unlabeled_label)."),

@@ -44,7 +44,20 @@ namespace caffe {
  * m_c > 0, of the effective sample size ESS_c = 1 / sum_j W[j, c]^2 as a
  * fraction of M. ESS falls as classes separate; it signals when to switch
  * from generative pre-training to discriminative tuning (journal Sec. 4.2).
- * Top [1] has loss_weight 0 unless the prototxt says otherwise.
+ * Optional diagnostics of the same weights restricted to a column's own
+ * examples (those whose target class is c: their label, or for unlabelled
+ * examples their arg-max class), over the classes present:
+ *   [2] mean of the within-class ESS fraction (S_c^2 / Q_c) / n_c, with
+ *       S_c = sum_{t_j = c} W[j, c], Q_c = sum_{t_j = c} W[j, c]^2 and n_c
+ *       the number of such examples: 1 when column c weighs its own examples
+ *       equally, 1/n_c when one of them takes all of its in-class weight;
+ *   [3] its standard deviation across those classes;
+ *   [4] mean of 1 - S_c, the weight column c puts on other classes' examples.
+ * Top [1] falls to about 1/C as soon as the net separates the classes, and
+ * then carries no further information (results/mnist_table1.md); [2]-[4]
+ * describe what happens inside the classes. Computed on the host from W
+ * (on a GPU: one device-to-host copy of N x C values, only when asked for).
+ * Tops [1]-[4] have loss_weight 0 unless the prototxt says otherwise.
  */
 template <typename Dtype>
 class GenerativeLossLayer : public LossLayer<Dtype> {
@@ -59,7 +72,7 @@ class GenerativeLossLayer : public LossLayer<Dtype> {
   virtual inline const char* type() const { return "GenerativeLoss"; }
   virtual inline int ExactNumTopBlobs() const { return -1; }
   virtual inline int MinTopBlobs() const { return 1; }
-  virtual inline int MaxTopBlobs() const { return 2; }
+  virtual inline int MaxTopBlobs() const { return 5; }
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
@@ -85,6 +98,9 @@ class GenerativeLossLayer : public LossLayer<Dtype> {
   Dtype get_normalizer(int valid_count) const;
   /// Fills top[1] (if present) from per-class sums of W^2 and masses m_c.
   void WriteEss(const Dtype* sum_w2, const Dtype* mass,
+      const vector<Blob<Dtype>*>& top) const;
+  /// Fills tops [2]-[4] (if present) from W and the target classes (host).
+  void WriteWithinClassDiagnostics(const Dtype* weights, const Dtype* target,
       const vector<Blob<Dtype>*>& top) const;
 
   int num_;      ///< N, examples in the batch

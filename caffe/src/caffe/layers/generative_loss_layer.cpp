@@ -92,8 +92,8 @@ void GenerativeLossLayer<Dtype>::Reshape(
     ones_.Reshape(per_example);
     caffe_set(num_, Dtype(1), ones_.mutable_cpu_data());
   }
-  if (top.size() >= 2) {
-    top[1]->Reshape(vector<int>());
+  for (int i = 1; i < top.size(); ++i) {
+    top[i]->Reshape(vector<int>());
   }
 }
 
@@ -172,6 +172,43 @@ void GenerativeLossLayer<Dtype>::WriteEss(const Dtype* sum_w2,
 }
 
 template <typename Dtype>
+void GenerativeLossLayer<Dtype>::WriteWithinClassDiagnostics(
+    const Dtype* weights, const Dtype* target,
+    const vector<Blob<Dtype>*>& top) const {
+  if (top.size() < 3) { return; }
+  vector<double> in_mass(classes_, 0), in_sq(classes_, 0);
+  vector<int> count(classes_, 0);
+  for (int j = 0; j < num_; ++j) {
+    const int c = static_cast<int>(target[j]);
+    if (c < 0) { continue; }  // ignored
+    const double w = weights[j * classes_ + c];
+    in_mass[c] += w;
+    in_sq[c] += w * w;
+    ++count[c];
+  }
+  double sum = 0, sum_sq = 0, cross = 0;
+  int present = 0;
+  for (int c = 0; c < classes_; ++c) {
+    if (count[c] == 0) { continue; }
+    // in_sq > 0: W = exp(F - lse) > 0 for finite scores (checked)
+    const double fraction = in_mass[c] * in_mass[c] / in_sq[c] / count[c];
+    sum += fraction;
+    sum_sq += fraction * fraction;
+    cross += 1 - in_mass[c];
+    ++present;
+  }
+  const double mean = present ? sum / present : 0;
+  top[2]->mutable_cpu_data()[0] = Dtype(mean);
+  if (top.size() >= 4) {
+    const double variance = present ? sum_sq / present - mean * mean : 0;
+    top[3]->mutable_cpu_data()[0] = Dtype(std::sqrt(std::max(0.0, variance)));
+  }
+  if (top.size() >= 5) {
+    top[4]->mutable_cpu_data()[0] = present ? Dtype(cross / present) : Dtype(0);
+  }
+}
+
+template <typename Dtype>
 void GenerativeLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const Dtype* score = bottom[0]->cpu_data();
@@ -185,8 +222,7 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
   if (kept_count_ == 0) {
     caffe_set(num_ * classes_, Dtype(0), weights_.mutable_cpu_data());
     caffe_set(classes_, Dtype(0), lse);
-    top[0]->mutable_cpu_data()[0] = 0;
-    if (top.size() >= 2) { top[1]->mutable_cpu_data()[0] = 0; }
+    for (int i = 0; i < top.size(); ++i) { top[i]->mutable_cpu_data()[0] = 0; }
     return;
   }
   // Column-wise log-sum-exp over kept rows, max-subtracted for stability,
@@ -259,6 +295,7 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
     }
     WriteEss(w2, mass, top);
   }
+  WriteWithinClassDiagnostics(weights, target, top);
 }
 
 template <typename Dtype>

@@ -131,8 +131,7 @@ void GenerativeLossLayer<Dtype>::Forward_gpu(
     caffe_gpu_set(num_ * classes_, Dtype(0), weights_.mutable_gpu_data());
     caffe_gpu_set(classes_, Dtype(0), column_lse_.mutable_gpu_data());
     caffe_gpu_set(classes_, Dtype(0), column_mass_.mutable_gpu_data());
-    top[0]->mutable_cpu_data()[0] = 0;
-    if (top.size() >= 2) { top[1]->mutable_cpu_data()[0] = 0; }
+    for (int i = 0; i < top.size(); ++i) { top[i]->mutable_cpu_data()[0] = 0; }
     return;
   }
   const Dtype* score = bottom[0]->gpu_data();
@@ -171,6 +170,10 @@ void GenerativeLossLayer<Dtype>::Forward_gpu(
   CUDA_POST_KERNEL_CHECK;
   if (want_w2) {
     WriteEss(column_w2_.cpu_data(), column_mass_.cpu_data(), top);
+  }
+  if (top.size() >= 3) {  // diagnostics: computed on the host, as on the CPU
+    WriteWithinClassDiagnostics(weights_.cpu_data(), target_class_.cpu_data(),
+                                top);
   }
 }
 

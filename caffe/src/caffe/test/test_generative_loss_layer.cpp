@@ -337,6 +337,65 @@ TYPED_TEST(GenerativeLossLayerTest, TestEssTop) {
       this->blob_top_vec_, 0, 0, 0);
 }
 
+// Tops [2]-[4]: the weights of each column restricted to its own examples,
+// recomputed here from the definition in double precision.
+TYPED_TEST(GenerativeLossLayerTest, TestWithinClassDiagnostics) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> ess, within, within_sd, cross;
+  this->blob_top_vec_.push_back(this->blob_top_ess_);
+  this->blob_top_vec_.push_back(&within);
+  this->blob_top_vec_.push_back(&within_sd);
+  this->blob_top_vec_.push_back(&cross);
+  // classes 0, 1, 3 present (2 and 4 absent); example 9 ignored
+  const int labels[10] = {0, 1, 0, 1, 3, 1, 3, 1, 0, 4};
+  this->SetLabels(labels);
+  LayerParameter layer_param;
+  layer_param.mutable_loss_param()->set_ignore_label(4);
+  GenerativeLossLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  for (int i = 1; i < 5; ++i) { EXPECT_EQ(layer.loss(i), 0); }
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  const Dtype* score = this->blob_bottom_score_->cpu_data();
+  vector<double> fractions, crosses;
+  for (int c = 0; c < 5; ++c) {
+    double total = 0, in_mass = 0, in_sq = 0;
+    int n_c = 0;
+    for (int j = 0; j < 9; ++j) { total += std::exp(score[j * 5 + c]); }
+    for (int j = 0; j < 9; ++j) {
+      if (labels[j] != c) { continue; }
+      const double w = std::exp(score[j * 5 + c]) / total;
+      in_mass += w;
+      in_sq += w * w;
+      ++n_c;
+    }
+    if (n_c == 0) { continue; }
+    fractions.push_back(in_mass * in_mass / in_sq / n_c);
+    crosses.push_back(1 - in_mass);
+  }
+  ASSERT_EQ(fractions.size(), 3);
+  double mean = 0, cross_mean = 0, sd = 0;
+  for (int i = 0; i < 3; ++i) {
+    mean += fractions[i] / 3;
+    cross_mean += crosses[i] / 3;
+  }
+  for (int i = 0; i < 3; ++i) { sd += std::pow(fractions[i] - mean, 2) / 3; }
+  EXPECT_NEAR(within.cpu_data()[0], mean, 1e-5);
+  EXPECT_NEAR(within_sd.cpu_data()[0], std::sqrt(sd), 1e-5);
+  EXPECT_NEAR(cross.cpu_data()[0], cross_mean, 1e-5);
+  EXPECT_GT(within.cpu_data()[0], 0);
+  EXPECT_LE(within.cpu_data()[0], 1 + 1e-6);
+
+  // Equal scores: every column weighs all kept examples equally, so the
+  // within-class fraction is 1 everywhere (sd 0) and column c puts
+  // 1 - n_c / M on the other classes' examples.
+  caffe_set(50, Dtype(0.7), this->blob_bottom_score_->mutable_cpu_data());
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_NEAR(within.cpu_data()[0], 1, 1e-5);
+  EXPECT_NEAR(within_sd.cpu_data()[0], 0, 1e-3);
+  EXPECT_NEAR(cross.cpu_data()[0], (1 - 3.0 / 9 + 1 - 4.0 / 9 + 1 - 2.0 / 9) / 3,
+              1e-5);
+}
+
 TYPED_TEST(GenerativeLossLayerTest, TestExtremeScoresStayFinite) {
   typedef typename TypeParam::Dtype Dtype;
   Dtype* score = this->blob_bottom_score_->mutable_cpu_data();
@@ -476,14 +535,14 @@ template <typename Dtype>
 class GenerativeLossGPUParityTest : public ::testing::Test {
  protected:
   struct Outputs {
-    vector<Dtype> loss_ess;   // loss, then ESS
+    vector<Dtype> loss_ess;   // loss, ESS, the within-class diagnostics
     vector<Dtype> gradient;   // N x C
   };
 
   Outputs Run(Caffe::Brew mode, const LayerParameter& param,
       const Blob<Dtype>& score, const Blob<Dtype>& label, Dtype top_diff) {
     Caffe::set_mode(mode);
-    Blob<Dtype> score_copy, label_copy, loss, ess;
+    Blob<Dtype> score_copy, label_copy, loss, ess, within, within_sd, cross;
     score_copy.CopyFrom(score, false, true);
     label_copy.CopyFrom(label, false, true);
     vector<Blob<Dtype>*> bottom, top;
@@ -491,6 +550,9 @@ class GenerativeLossGPUParityTest : public ::testing::Test {
     bottom.push_back(&label_copy);
     top.push_back(&loss);
     top.push_back(&ess);
+    top.push_back(&within);
+    top.push_back(&within_sd);
+    top.push_back(&cross);
     GenerativeLossLayer<Dtype> layer(param);
     layer.SetUp(bottom, top);
     layer.Forward(bottom, top);
@@ -499,8 +561,9 @@ class GenerativeLossGPUParityTest : public ::testing::Test {
     propagate_down[0] = true;
     layer.Backward(top, propagate_down, bottom);
     Outputs out;
-    out.loss_ess.push_back(loss.cpu_data()[0]);
-    out.loss_ess.push_back(ess.cpu_data()[0]);
+    for (int i = 0; i < top.size(); ++i) {
+      out.loss_ess.push_back(top[i]->cpu_data()[0]);
+    }
     out.gradient.assign(score_copy.cpu_diff(),
                         score_copy.cpu_diff() + score_copy.count());
     return out;
