@@ -1,6 +1,10 @@
 """The MNIST reproduction driver (gencaffe.experiments.mnist_runs / mnist_report) with a
 fake caffe binary (tests/fixtures/fake_caffe.py): per-run solver copies,
-resumability, the ESS-based switch and the table, without real training."""
+resumability, the ESS-based switch and the table, without real training.
+
+The sandbox's data are tiny LMDBs of 128 train and 100 test images, so that an
+epoch (a pass over the train LMDB, ceil(128 / 64)) is 2 iterations and a test
+pass 1 batch; tests/test_mnist_own_data.py covers the data options and checks."""
 import json
 import os
 import shutil
@@ -8,33 +12,51 @@ import statistics
 import stat
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built (solver copies need it)")
 
 from gencaffe import caffe_log, solver_config  # noqa: E402
+from gencaffe.data import mnist as mnist_data  # noqa: E402
 from gencaffe.experiments import mnist_report, mnist_runs  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_CAFFE = os.path.join(REPO, "tests", "fixtures", "fake_caffe.py")
-SCALE = 2 / 938.0  # 2 iterations per "epoch": 25 epochs = 50 iterations
+TRAIN_IMAGES, TEST_IMAGES = 128, 100   # 2 iterations per epoch: 25 epochs = 50 iterations
+
+
+def write_lmdbs(data_dir, train=TRAIN_IMAGES, test=TEST_IMAGES, shape=(28, 28), labels=10, seed=0):
+    """Tiny Datum LMDBs as tools/make_mnist_lmdb.py writes them."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        images = rng.integers(0, 256, size=(count,) + tuple(shape), dtype=np.uint8)
+        mnist_data.write_datum_lmdb(os.path.join(str(data_dir), "mnist_%s_lmdb" % split), images,
+                                    np.arange(count) % labels)
+
+
+def make_fake_caffe(folder, calls, monkeypatch):
+    caffe = folder / "caffe"
+    caffe.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKE_CAFFE))
+    caffe.chmod(caffe.stat().st_mode | stat.S_IEXEC)
+    calls.write_text("")
+    monkeypatch.setenv("FAKE_CAFFE_CALLS", str(calls))
+    return caffe
 
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
-    """A repo copy with the committed solvers/models and a fake caffe."""
+    """A repo copy with the committed solvers/models, tiny LMDBs in data/mnist
+    and a fake caffe."""
     for folder in ("solvers", "models"):
         shutil.copytree(os.path.join(REPO, folder), tmp_path / folder)
-    caffe = tmp_path / "caffe"
-    caffe.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKE_CAFFE))
-    caffe.chmod(caffe.stat().st_mode | stat.S_IEXEC)
+    write_lmdbs(tmp_path / "data" / "mnist")
     calls = tmp_path / "calls.txt"
-    calls.write_text("")
-    monkeypatch.setenv("FAKE_CAFFE_CALLS", str(calls))
+    caffe = make_fake_caffe(tmp_path, calls, monkeypatch)
     messages = []
     settings = mnist_runs.Settings(repo=str(tmp_path), caffe=str(caffe), runs_dir="runs/mnist",
-                                   epochs_scale=SCALE, ess_threshold=0.1, progress_every_s=1e9,
-                                   log=messages.append)
+                                   ess_threshold=0.1, progress_every_s=1e9, log=messages.append)
+    assert settings.iterations_per_epoch == 2 and settings.test_iterations == 1
     return settings, calls
 
 
@@ -66,6 +88,7 @@ def test_data_dir_and_gpu_reach_the_run(sandbox, tmp_path):
     -gpu ID and solver_mode GPU, and the spec says so."""
     settings, calls = sandbox
     settings.data_dir = str(tmp_path / "my_mnist")
+    write_lmdbs(settings.data_dir)
     settings.gpu = 1
     mnist_runs.Runner(settings).run_approach("gg", seed=2)
     run_dir = os.path.join(settings.repo, "runs/mnist/gg/seed2")
@@ -182,9 +205,22 @@ def test_table_reports_each_seed_and_mean_sd(sandbox):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:4] == ["%.2f" % e for e in errors] and cells[4] == "pending"
     assert cells[5] == "%.2f ± %.2f (3)" % (statistics.mean(errors), statistics.stdev(errors))
-    assert cells[6] == "1.03"
+    # not the paper's data: no paper column, and the table says what the data were
+    assert cells[6] == "-"
+    assert "| GG | pending | pending | pending | pending | - | - |" in table
+    assert "Data: not MNIST. Train `data/mnist/mnist_train_lmdb`: 128 images of 1x28x28" in table
+    assert "ceil(128 / 64) = 2 iterations" in table and "smoke run" not in table
+
+    # on the paper's data and schedule, the paper's numbers stand beside ours
+    settings.is_mnist = lambda: True
+    table = mnist_report.table_markdown(results, [1, 2, 4, 5], settings)
     assert "| GG | pending | pending | pending | pending | - | 0.85 |" in table
-    assert "smoke run" in table  # scaled epochs are flagged as not paper-comparable
+    assert "Data: MNIST" in table
+
+    # a smoke run (an "epoch" of a fixed number of iterations) says so
+    settings.epoch_iterations = 2
+    table = mnist_report.table_markdown(results, [1, 2, 4, 5], settings)
+    assert "smoke run" in table and "| GG | pending | pending | pending | pending | - | - |" in table
 
 
 def test_later_stage_is_redone_when_its_input_snapshot_changes(sandbox):

@@ -14,10 +14,17 @@ from typing import List, Optional
 from . import mnist_runs
 from ..atomic_io import atomic_write
 from .. import solver_config
+from ..data import datum_check
 
 PAPER_ERROR_PERCENT = {"dg": 1.03, "gg": 0.85, "gg_dg": 0.78}
 APPROACH_TITLES = {"dg": "DG", "gg": "GG", "gg_dg": "GG+DG (switch at 16)",
                    "gg_dg_auto": "GG+DG auto (ESS switch)"}
+
+
+def approach_title(approach, settings=None):
+    if approach == "gg_dg" and settings is not None:
+        return "GG+DG (switch at %d)" % settings.stage1_epochs()
+    return APPROACH_TITLES.get(approach, approach)
 
 
 @dataclass
@@ -91,7 +98,7 @@ def collect_seed(settings, approach, seed):
     if approach == "gg_dg_auto":
         result.switch_epoch = stages[-1][0].epoch_offset if len(stages) > 1 else None
     last = result.test_curve[-1] if result.test_curve else None
-    if last is None or abs(last.epoch - mnist_runs.TOTAL_EPOCHS) > 1e-9:
+    if last is None or abs(last.epoch - settings.total_epochs) > 1e-9:
         return result  # log does not end at the full schedule: treat as pending
     result.complete = True
     result.final_error_percent = last.error_percent
@@ -127,20 +134,74 @@ def _cell(result):
     return text
 
 
-def table_markdown(results, seeds, settings, command=None):
+def data_lines(settings):
+    """What the runs trained on and for how long, for the table's header."""
+    summaries = {split: settings.data_summary(split) for split in ("train", "test")}
+    train, test = summaries["train"], summaries["test"]
     per_epoch = settings.iterations_per_epoch
+    low, high = train.label_range
+    name = "MNIST (tools/make_mnist_lmdb.py, the pinned records)" if settings.is_mnist() \
+        else "not MNIST"
     lines = [
-        "# MNIST / LeNet: test error (%) after 25 epochs",
+        "Data: %s. Train `%s`: %d images of %s, labels %d..%d; test `%s`: %d images"
+        % (name, settings.lmdb("train"), train.entries, datum_check.fmt_shape(train.shape), low,
+           high, settings.lmdb("test"), test.entries),
+        "(records sha256 %s / %s). LeNet with %d classes."
+        % (train.records_sha256[:12], test.records_sha256[:12], settings.num_classes),
+    ]
+    if settings.smoke:
+        epoch = ("Epoch = %d iterations (**smoke run: --epoch-iterations %d instead of a pass "
+                 "over the train LMDB, ceil(%d / %d) = %d; not comparable to the paper**)"
+                 % (per_epoch, per_epoch, train.entries, _train_batch(),
+                    settings.data_iterations_per_epoch))
+    else:
+        epoch = ("Epoch = one pass over the train LMDB = ceil(%d / %d) = %d iterations"
+                 % (train.entries, _train_batch(), per_epoch))
+    covered = settings.test_iterations * _test_batch()
+    lines += [
+        "Schedule: %d epochs; GG+DG: GG for %d epochs, then DG (base_lr 0.003) for %d."
+        % (settings.total_epochs, settings.stage1_epochs(),
+           settings.total_epochs - settings.stage1_epochs()),
+        epoch + "; a test pass after each epoch reads %d test images%s." % (
+            covered, "" if covered == test.entries else
+            " (%d batches of %d: the last %d are read twice)" % (
+                settings.test_iterations, _test_batch(), covered - test.entries)),
+    ]
+    return lines
+
+
+def _train_batch():
+    from ..nets import lenet
+    return lenet.ARCH.data.train_batch
+
+
+def _test_batch():
+    from ..nets import lenet
+    return lenet.ARCH.data.test_batch
+
+
+def table_markdown(results, seeds, settings, command=None):
+    paper = settings.is_paper_setup()
+    lines = [
+        "# %s / LeNet: test error (%%) after %d epochs"
+        % ("MNIST" if settings.is_mnist() else "Your data", settings.total_epochs),
         "",
-        "Reproduction of Table 1 of Dai, Lu & Wu (Statistics and Its Interface 2016,",
-        "Sec. 5.1). Error = 100 x (1 - accuracy) on the 10,000 MNIST test images at",
-        "the last test pass. Settings: solvers/lenet_*.prototxt (batch 64, base_lr",
-        "0.01, momentum 0.9, weight decay 0.0005, inv lr policy; GG+DG stage 2 base_lr",
-        "0.003), CPU, one run per seed (Caffe random_seed). Epoch = %d iterations%s."
-        % (per_epoch, "" if settings.epochs_scale == 1 else
-           " (**smoke run: epochs scaled by %g, not comparable to the paper**)" % settings.epochs_scale),
+        "The protocol of Table 1 of Dai, Lu & Wu (Statistics and Its Interface 2016,",
+        "Sec. 5.1). Error = 100 x (1 - accuracy) on the test LMDB at the last test",
+        "pass. Settings: solvers/lenet_*.prototxt (batch 64, base_lr 0.01, momentum",
+        "0.9, weight decay 0.0005, inv lr policy; GG+DG stage 2 base_lr 0.003), %s,"
+        % ("CPU" if settings.gpu is None else "GPU"),
+        "one run per seed (Caffe random_seed).",
+        "",
+    ] + data_lines(settings) + [
+        "",
         "GG+DG auto: DG tuning starts after the first epoch whose test-set ESS fraction",
         "(GenerativeLoss top 1) is below %g; the switch epoch is given per seed." % settings.ess_threshold,
+    ]
+    if not paper:
+        lines += ["The paper column is given only for its own setup (MNIST, 25 epochs, "
+                  "switch at 16, whole epochs)."]
+    lines += [
         "",
         "| approach | " + " | ".join("seed %d" % s for s in seeds) + " | mean ± sd (n) | paper |",
         "|---|" + "---|" * len(seeds) + "---|---|",
@@ -152,10 +213,10 @@ def table_markdown(results, seeds, settings, command=None):
             summary = "-"
         else:
             summary = "%.2f ± %s (%d)" % (mean, "%.2f" % sd if sd is not None else "n/a", len(finals))
-        paper = PAPER_ERROR_PERCENT.get(approach)
+        paper_error = PAPER_ERROR_PERCENT.get(approach) if paper else None
         lines.append("| %s | %s | %s | %s |" % (
-            APPROACH_TITLES.get(approach, approach), " | ".join(_cell(r) for r in seed_results),
-            summary, "%.2f" % paper if paper is not None else "-"))
+            approach_title(approach, settings), " | ".join(_cell(r) for r in seed_results),
+            summary, "%.2f" % paper_error if paper_error is not None else "-"))
     builds = sorted({sha[:12] for rs in results.values() for r in rs if r.complete
                      for sha in r.libcaffe_sha256})
     lines += ["", "libcaffe.so builds (sha256 prefix) that trained the finished runs: %s."
@@ -193,7 +254,7 @@ def plot_curves(results, path, settings):
         if not done:
             continue
         color = colors.get(approach)
-        label = "%s (%d seeds)" % (APPROACH_TITLES.get(approach, approach), len(done))
+        label = "%s (%d seeds)" % (approach_title(approach, settings), len(done))
         curves = [r.test_curve for r in done]
         for curve in curves:  # thin per-seed lines under the mean
             axes[0].plot([p.epoch for p in curve if p.epoch >= 1],
@@ -215,9 +276,10 @@ def plot_curves(results, path, settings):
                          if objective == "GG" and v is not None]
             axes[3].plot([e for e, _ in train_ess], [v for _, v in train_ess], color=color,
                          alpha=0.4, linewidth=0.7, label="%s, train batches (seed %d)"
-                         % (APPROACH_TITLES.get(approach, approach), done[0].seed))
+                         % (approach_title(approach, settings), done[0].seed))
     axes[0].set(xlabel="epoch", ylabel="test error (%)", yscale="log",
-                title="MNIST test error (mean over seeds)")
+                title="%s test error (mean over seeds)"
+                % ("MNIST" if settings.is_mnist() else os.path.basename(settings.lmdb("test"))))
     axes[1].set(xlabel="epoch", ylabel="test loss", yscale="log",
                 title="test softmax loss (DG training and DG stages)")
     axes[2].set(xlabel="epoch", ylabel="test loss",
@@ -234,8 +296,8 @@ def plot_curves(results, path, settings):
         axis.grid(True, which="both", alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)
-    if settings.epochs_scale != 1:
-        figure.suptitle("SMOKE RUN: epochs scaled by %g" % settings.epochs_scale)
+    if settings.smoke:
+        figure.suptitle("SMOKE RUN: an 'epoch' of %d iterations" % settings.iterations_per_epoch)
     figure.tight_layout()
     try:
         with atomic_write(path, "wb") as handle:

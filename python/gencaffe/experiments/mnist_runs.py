@@ -1,19 +1,32 @@
 """Run the MNIST LeNet training approaches (DG, GG, GG+DG, GG+DG with an
-automatic ESS-based switch) for several seeds, resumably.
+automatic ESS-based switch) for several seeds, resumably, on MNIST or on any
+data set in its format (Datum LMDBs of 1x28x28 images, labels 0..C-1).
 
 Layout, under runs_dir (default runs/mnist):
 
-    dg/seed<N>/            solver.prototxt, train.log, lenet_iter_*.caffemodel, done.json
+    dg/seed<N>/            solver.prototxt, net.prototxt, train.log, lenet_iter_*.caffemodel, done.json
     gg/seed<N>/            same; snapshots every epoch (the auto switch picks one)
-    gg_dg/seed<N>/stage1/  GG for 16 epochs   (solvers/lenet_gg_dg_stage1.prototxt)
-    gg_dg/seed<N>/stage2/  DG for 9 epochs from stage 1's snapshot, with -weights
+    gg_dg/seed<N>/stage1/  GG for the GG epochs  (solvers/lenet_gg_dg_stage1.prototxt; 16)
+    gg_dg/seed<N>/stage2/  DG for the rest, from stage 1's final snapshot, with -weights
     gg_dg_auto/seed<N>/    switch.json, stage2/ (DG for the remaining epochs)
 
+The schedule is in epochs (Settings.total_epochs, 25, and gg_epochs, 16, as in
+the paper); an epoch is one pass over the train LMDB, ceil(entries / 64)
+iterations (938 for MNIST's 60,000 images), and a test pass covers the test
+LMDB once (ceil(entries / 100) batches). Settings.epoch_iterations replaces
+the epoch by a fixed number of iterations for smoke runs.
+
+Before anything is created, check_data() scans both LMDBs (gencaffe.data.
+datum_check): a missing or empty LMDB, images that are not LeNet's 1x28x28 or
+labels outside the net's classes stop with a message that names the file.
+The scan's record digest is part of each run's spec, so runs on data that
+changed are trained again.
+
 A run is finished when done.json says so, matches the run's current spec
-(solver, seed, weights), its log reached "Optimization Done." and its final
-snapshot exists. Anything else in a run directory is an interrupted run: it is
-wiped and restarted from iteration 0 (Caffe's -snapshot resume would restart
-the Data layer at the first record and so change the data order).
+(solver, net, data, seed, weights), its log reached "Optimization Done." and
+its final snapshot exists. Anything else in a run directory is an interrupted
+run: it is wiped and restarted from iteration 0 (Caffe's -snapshot resume
+would restart the Data layer at the first record and so change the data order).
 
 gg_dg_auto (beyond the paper): the GG run of the same seed logs the ESS fraction
 on the test set after every epoch; the switch epoch is the first epoch whose
@@ -24,17 +37,19 @@ snapshots are exactly what a GG process watched and stopped at that epoch
 would have produced; reusing them saves training it twice.
 """
 import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .. import solver_config
+from ..data import datum_check
 from .caffe_runs import (DONE_NAME, LOG_NAME, PARTIAL_LOG_NAME, CaffeTraining,  # noqa: F401
                          ProcessRegistry, RunFailed, RunnerBase, build_fingerprint)
 from .caffe_runs import file_sha256 as _file_sha256
 
 APPROACHES = ("dg", "gg", "gg_dg", "gg_dg_auto")
-TOTAL_EPOCHS = 25
+TOTAL_EPOCHS = 25                 # the paper's (Sec. 5.1: "a max epoch number of 25")
 
 SOLVERS = {
     "dg": "solvers/lenet_dg.prototxt",
@@ -46,14 +61,27 @@ SNAPSHOT_BASENAME = "lenet"
 DEFAULT_DATA_DIR = "data/mnist"
 NET_NAME = "net.prototxt"         # each run's net, written by the generator
 SWITCH_NAME = "switch.json"
+# sha256 of the records (datum_check digest) of the LMDBs tools/make_mnist_lmdb.py
+# writes from the pinned MNIST: the data of the paper's Table 1
+MNIST_RECORDS_SHA256 = {
+    "train": "9d5033ce75689a8fa651ec4dda842481e7155fe87a76034a44c15cb8e88be112",
+    "test": "62308ea504883915994da639f6fa5ac9ba87d20771d37aa80e74560f84e88f35",
+}
+
+
+def _lenet():
+    from ..nets import lenet
+    return lenet.ARCH
 
 
 @dataclass
 class Settings:
     repo: str                      # caffe runs with this as its working directory
     caffe: str                     # path of the caffe binary
-    runs_dir: str                  # relative to repo, e.g. runs/mnist
-    epochs_scale: float = 1.0
+    runs_dir: str                  # relative to repo (or absolute), e.g. runs/mnist
+    total_epochs: int = TOTAL_EPOCHS
+    gg_epochs: Optional[int] = None         # GG+DG stage 1; None: the stage-1 solver's (16)
+    epoch_iterations: Optional[int] = None  # smoke runs: an "epoch" of this many iterations
     ess_threshold: float = 0.15
     progress_every_s: float = 60.0
     log: Callable[[str], None] = print
@@ -61,13 +89,78 @@ class Settings:
     retries: int = 0               # extra attempts for a run whose caffe failed
     gpu: Optional[int] = None      # train on this GPU (caffe train -gpu ID)
     data_dir: str = DEFAULT_DATA_DIR   # holds mnist_{train,test}_lmdb; relative to repo or absolute
+    train_lmdb: Optional[str] = None   # instead of data_dir's (relative to repo or absolute)
+    test_lmdb: Optional[str] = None
+    num_classes: int = 10          # LeNet's outputs; labels must lie in 0..num_classes-1
+    _summaries: dict = field(default_factory=dict, repr=False, compare=False)
 
     def lmdb(self, split):
-        return os.path.join(self.data_dir, "mnist_%s_lmdb" % split)
+        explicit = self.train_lmdb if split == "train" else self.test_lmdb
+        return explicit or os.path.join(self.data_dir, "mnist_%s_lmdb" % split)
+
+    def data_summary(self, split):
+        """datum_check.summarize of the split's LMDB, once per Settings and path (a
+        scan of every record; raises DataCheckError naming a missing or empty LMDB)."""
+        path = os.path.join(self.repo, self.lmdb(split))
+        if (split, path) not in self._summaries:
+            self._summaries[(split, path)] = datum_check.summarize(path, role="%s LMDB" % split)
+        return self._summaries[(split, path)]
+
+    @property
+    def data_iterations_per_epoch(self):
+        """One pass over the train LMDB: ceil(entries / train batch)."""
+        return math.ceil(self.data_summary("train").entries / _lenet().data.train_batch)
 
     @property
     def iterations_per_epoch(self):
-        return solver_config.scaled_iterations_per_epoch(self.epochs_scale)
+        return self.epoch_iterations or self.data_iterations_per_epoch
+
+    @property
+    def test_iterations(self):
+        """Test batches covering the test LMDB once (the last one wraps around
+        when the count is not a multiple of the batch)."""
+        return math.ceil(self.data_summary("test").entries / _lenet().data.test_batch)
+
+    @property
+    def smoke(self):
+        return self.epoch_iterations is not None
+
+    def stage1_epochs(self):
+        if self.gg_epochs is not None:
+            return self.gg_epochs
+        return solver_config.solver_epochs(
+            solver_config.load_solver(os.path.join(self.repo, SOLVERS["stage1"])))
+
+    def check(self):
+        """Raise ValueError (DataCheckError for the data) unless the schedule is
+        sound and both LMDBs fit LeNet; nothing is written."""
+        if self.total_epochs < 1:
+            raise ValueError("--epochs must be at least 1, got %d" % self.total_epochs)
+        stage1 = self.stage1_epochs()
+        if not 1 <= stage1 < self.total_epochs:
+            raise ValueError("--gg-epochs %d: GG+DG needs 1 <= GG epochs < total epochs (%d), "
+                             "so that a DG stage remains" % (stage1, self.total_epochs))
+        if self.epoch_iterations is not None and self.epoch_iterations < 1:
+            raise ValueError("--epoch-iterations must be at least 1")
+        arch = _lenet()
+        problems = []
+        for split in ("train", "test"):
+            problems += datum_check.mismatches(
+                self.data_summary(split), "%s LMDB" % split, arch.deploy_shape[1:],
+                self.num_classes, net_name="LeNet (%d classes)" % self.num_classes
+                if self.num_classes != arch.num_classes else "LeNet")
+        if problems:
+            raise datum_check.DataCheckError("\n".join(problems))
+
+    def is_mnist(self):
+        """True when the LMDBs hold exactly the pinned MNIST records."""
+        return all(self.data_summary(split).records_sha256 == digest
+                   for split, digest in MNIST_RECORDS_SHA256.items())
+
+    def is_paper_setup(self):
+        """MNIST, 10 classes, 25 epochs with the switch at 16, whole epochs."""
+        return (self.is_mnist() and self.num_classes == 10 and not self.smoke
+                and self.total_epochs == TOTAL_EPOCHS and self.stage1_epochs() == 16)
 
 
 # ------------------------------------------------------------- one caffe run
@@ -104,6 +197,8 @@ class TrainingRun(CaffeTraining):
         template = solver_config.load_solver(os.path.join(settings.repo, self.solver_template))
         solver = solver_config.run_solver(template, self.seed, self.snapshot_prefix(), self.epochs,
                                           settings.iterations_per_epoch, self.snapshot_every_epoch)
+        del solver.test_iter[:]
+        solver.test_iter.append(settings.test_iterations)  # the test LMDB once
         net_text = run_net_text(template.net, settings)
         solver.net = os.path.join(self.run_dir, NET_NAME)
         if settings.gpu is not None:
@@ -111,6 +206,9 @@ class TrainingRun(CaffeTraining):
         return {"solver_template": self.solver_template, "solver": solver_config.solver_text(solver),
                 "files": {NET_NAME: net_text},
                 "device": "CPU" if settings.gpu is None else "GPU",
+                "data": {split: {"entries": settings.data_summary(split).entries,
+                                 "records_sha256": settings.data_summary(split).records_sha256}
+                         for split in ("train", "test")},
                 "seed": self.seed, "epochs": self.epochs, "weights": self.weights,
                 # a retrained earlier stage (new weights file) makes this stage stale
                 "weights_sha256": _file_sha256(os.path.join(settings.repo, self.weights))
@@ -120,7 +218,8 @@ class TrainingRun(CaffeTraining):
 
 def run_net_text(committed_net, settings):
     """The generator's text of the committed LeNet net `committed_net` (a
-    models/lenet/ path, as the solver names it) reading settings' LMDBs."""
+    models/lenet/ path, as the solver names it) reading settings' LMDBs, with
+    settings.num_classes outputs."""
     from ..nets import catalog, variants
     arch = catalog.architecture("lenet")
     variant = next((v for v, name in arch.files.items()
@@ -129,7 +228,8 @@ def run_net_text(committed_net, settings):
         raise ValueError("solver net %s is not one of the generated LeNet nets" % committed_net)
     data = arch.data.with_sources(train_source=settings.lmdb("train"),
                                   test_source=settings.lmdb("test"))
-    return variants.prototxt(arch, variant, variants.NetOptions(data=data),
+    return variants.prototxt(arch, variant,
+                             variants.NetOptions(data=data, num_classes=settings.num_classes),
                              generated_by="tools/reproduce_mnist.py")
 
 
@@ -141,22 +241,21 @@ def seed_dir(settings, approach, seed):
 
 def dg_run(settings, seed):
     return TrainingRun("dg seed%d" % seed, seed_dir(settings, "dg", seed), SOLVERS["dg"], seed,
-                       TOTAL_EPOCHS)
+                       settings.total_epochs)
 
 
 def gg_run(settings, seed):
     return TrainingRun("gg seed%d" % seed, seed_dir(settings, "gg", seed), SOLVERS["gg"], seed,
-                       TOTAL_EPOCHS, snapshot_every_epoch=True)
+                       settings.total_epochs, snapshot_every_epoch=True)
 
 
 def gg_dg_runs(settings, seed):
     base = seed_dir(settings, "gg_dg", seed)
-    stage1_epochs = solver_config.solver_epochs(
-        solver_config.load_solver(os.path.join(settings.repo, SOLVERS["stage1"])))
+    stage1_epochs = settings.stage1_epochs()
     stage1 = TrainingRun("gg_dg seed%d stage1" % seed, os.path.join(base, "stage1"),
                          SOLVERS["stage1"], seed, stage1_epochs)
     stage2 = TrainingRun("gg_dg seed%d stage2" % seed, os.path.join(base, "stage2"),
-                         SOLVERS["stage2"], seed, TOTAL_EPOCHS - stage1_epochs,
+                         SOLVERS["stage2"], seed, settings.total_epochs - stage1_epochs,
                          weights=stage1.final_snapshot(settings), epoch_offset=stage1_epochs)
     return stage1, stage2
 
@@ -182,7 +281,7 @@ def gg_dg_auto_stage2(settings, seed, switch_epoch):
     gg = gg_run(settings, seed)
     return TrainingRun("gg_dg_auto seed%d stage2" % seed,
                        os.path.join(seed_dir(settings, "gg_dg_auto", seed), "stage2"),
-                       SOLVERS["stage2"], seed, TOTAL_EPOCHS - switch_epoch,
+                       SOLVERS["stage2"], seed, settings.total_epochs - switch_epoch,
                        weights=gg.epoch_snapshot(settings, switch_epoch), epoch_offset=switch_epoch)
 
 
@@ -206,7 +305,7 @@ class Runner(RunnerBase):
             self.ensure(gg)
             switch_epoch = choose_switch_epoch(gg.parsed_log(settings),
                                                settings.iterations_per_epoch,
-                                               settings.ess_threshold)
+                                               settings.ess_threshold, settings.total_epochs)
             write_switch_record(settings, seed, switch_epoch, gg)
             if switch_epoch is None:
                 settings.log("[gg_dg_auto seed%d] test ESS never fell below %g: no switch, "
