@@ -71,9 +71,9 @@ def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None):
     net = target.net
     rng = np.random.default_rng(seed)
     if PAPER["init"] == "zero":
-        x0 = np.zeros(target.cut.input_shape)
+        x0 = np.zeros(target.cut.input_shape, dtype=np.float32)   # as hmc_visualize.py
     else:
-        x0 = rng.normal(0, PAPER["sigma"], size=target.cut.input_shape)
+        x0 = rng.normal(0, PAPER["sigma"], size=target.cut.input_shape).astype(np.float32)
     potential = hmc.make_potential(target.score, PAPER["sigma"], PAPER["temperature"])
     settings = hmc.HMCSettings(PAPER["step_size"], PAPER["n_leapfrog"], PAPER["mass"], iterations)
     for _ in range(20):                       # warm caches and allocations

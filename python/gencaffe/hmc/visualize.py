@@ -139,7 +139,10 @@ def run_group(cfg: RunConfig, layer: str, chain_channels: Sequence[int], iterati
     target = caffe_target.build_node_target(cfg.model, cfg.weights, layer, chain_channels,
                                             cfg.input_size, geometry_=geometry)
     shape = target.cut.input_shape[1:]
-    x0 = initial_positions(init, len(chain_channels), shape, cfg.sigma, rng, cfg.transform)
+    # float32, the net's own precision: half the host work per leapfrog step of
+    # float64 (the energies are still summed in float64)
+    x0 = initial_positions(init, len(chain_channels), shape, cfg.sigma, rng,
+                           cfg.transform).astype(np.float32)
     potential = hmc.make_potential(target.score, cfg.sigma, cfg.temperature)
     settings = hmc.HMCSettings(cfg.step_size, cfg.n_leapfrog, cfg.mass, iterations,
                                cfg.warmup, cfg.target_accept, cfg.divergence_threshold)
