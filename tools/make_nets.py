@@ -9,6 +9,10 @@ or one net with your own data paths.
       --out runs/my/train_val_gg.prototxt
 
 Architectures: lenet, alexnet, zf. Variants: dg, gg, semi_gg, deploy.
+Coupled nets (Flach et al. 2017, python/gencaffe/nets/coupled.py): coupled_dense,
+coupled_cnn; variants disc, eq21, eq22, eq21_sum, eq22_sum, deploy_forward,
+deploy_reverse, e.g.
+  tools/make_nets.py --arch coupled_cnn --variant eq22 --binarize threshold --out my.prototxt
 Files are written atomically (temporary name, then rename). Needs the built
 pycaffe (build/cpu, or $CAFFE_BUILD_DIR).
 """
@@ -45,7 +49,26 @@ def parse_args(argv):
                    help="semi_gg: share of each TRAIN batch taken from the labelled LMDB")
     p.add_argument("--unlabeled-weight", type=float, help="semi_gg: lambda of Eq. 19 (0.1)")
     p.add_argument("--class-prior", help="semi_gg: rho_y, comma-separated, one per class")
+    p.add_argument("--binarize", choices=("sample", "threshold"),
+                   help="coupled nets: binary pixels by a fresh Bernoulli sample of pixel/255 on "
+                        "every pass (sample, the default) or by pixel/255 > 0.5 (threshold)")
     return p.parse_args(argv)
+
+
+def coupled_text(args):
+    """The text of a coupled net (--arch coupled_*), or None for another --arch."""
+    from gencaffe.nets import catalog, coupled
+    arch = catalog.COUPLED_ARCHITECTURES.get(args.arch)
+    if arch is None:
+        return None
+    data = arch.data.with_sources(train_source=args.train_source, test_source=args.test_source)
+    if args.train_batch:
+        data = replace(data, train_batch=args.train_batch)
+    if args.test_batch:
+        data = replace(data, test_batch=args.test_batch)
+    options = coupled.CoupledOptions(data=data, binarize=args.binarize or "sample")
+    return coupled.prototxt(arch, args.variant, options,
+                            generated_by="tools/make_nets.py (custom data)")
 
 
 def custom_options(args, arch):
@@ -76,9 +99,11 @@ def main(argv=None):
         if not args.out:
             raise SystemExit("error: --arch needs --out")
         try:
-            arch = catalog.architecture(args.arch)
-            text = variants.prototxt(arch, args.variant, custom_options(args, arch),
-                                     generated_by="tools/make_nets.py (custom data)")
+            text = coupled_text(args)
+            if text is None:
+                arch = catalog.architecture(args.arch)
+                text = variants.prototxt(arch, args.variant, custom_options(args, arch),
+                                         generated_by="tools/make_nets.py (custom data)")
         except ValueError as err:
             raise SystemExit("error: %s" % err) from None
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -1,10 +1,12 @@
 """The architectures we generate, by key, and where their committed variants live."""
 import os
 
-from . import alexnet, lenet, zf
+from . import alexnet, coupled, coupled_cnn, coupled_dense, lenet, zf
 from .variants import VARIANTS, NetOptions, prototxt
 
 ARCHITECTURES = {arch.key: arch for arch in (lenet.ARCH, alexnet.ARCH, zf.ARCH)}
+# Flach et al.'s coupled forward/reverse nets (coupled.py): their own variants
+COUPLED_ARCHITECTURES = {arch.key: arch for arch in (coupled_dense.ARCH, coupled_cnn.ARCH)}
 
 
 def architecture(key):
@@ -21,8 +23,10 @@ def committed_path(repo, arch, variant):
 
 def committed_nets(repo):
     """{path: text} of every committed net, as the generator writes it."""
-    return {committed_path(repo, arch, variant): prototxt(arch, variant)
+    nets = {committed_path(repo, arch, variant): prototxt(arch, variant)
             for arch in ARCHITECTURES.values() for variant in VARIANTS}
+    nets.update(coupled.committed_nets(repo, COUPLED_ARCHITECTURES.values()))
+    return nets
 
 
 def stale_nets(repo):
@@ -39,5 +43,5 @@ def stale_nets(repo):
     return stale
 
 
-__all__ = ["ARCHITECTURES", "architecture", "committed_nets", "committed_path", "stale_nets",
-           "NetOptions"]
+__all__ = ["ARCHITECTURES", "COUPLED_ARCHITECTURES", "architecture", "committed_nets",
+           "committed_path", "stale_nets", "NetOptions"]
