@@ -65,8 +65,8 @@ def test_epochs_and_gg_epochs_set_the_schedule_and_stage2_starts_from_stage1(san
     result = mnist_report.collect_seed(settings, "gg_dg", 1)
     assert result.complete and result.test_curve[-1].epoch == 5
     assert mnist_report.approach_title("gg_dg", settings) == "GG+DG (switch at 2)"
-    # the committed stage-1 solver's 16 epochs are the default
-    settings.gg_epochs = None
+    # the committed stage-1 solver's 16 epochs are the default for 25 epochs
+    settings.gg_epochs, settings.total_epochs = None, 25
     assert settings.stage1_epochs() == 16
 
 
@@ -74,13 +74,24 @@ def test_epochs_and_gg_epochs_set_the_schedule_and_stage2_starts_from_stage1(san
     (0, None, r"--epochs must be at least 1"),
     (10, 10, r"--gg-epochs 10: GG\+DG needs 1 <= GG epochs < total epochs \(10\)"),
     (10, 0, r"--gg-epochs 0"),
-    (16, None, r"--gg-epochs 16"),   # the solver's 16 leave no DG stage in 16 epochs
+    (1, None, r"--gg-epochs 0"),    # one epoch leaves no room for two stages
 ])
 def test_impossible_schedules_are_refused(sandbox, total, gg, message):
     settings, _ = sandbox
     settings.total_epochs, settings.gg_epochs = total, gg
     with pytest.raises(ValueError, match=message):
         settings.check()
+    if total >= 1:
+        settings.check(approaches=("dg", "gg"))   # no GG+DG: no GG stage to fit
+
+
+def test_default_gg_epochs_keep_the_papers_share(sandbox):
+    settings, _ = sandbox
+    shares = {}
+    for total in (25, 10, 4, 2):
+        settings.total_epochs = total
+        shares[total] = settings.stage1_epochs()
+    assert shares == {25: 16, 10: 6, 4: 3, 2: 1}
 
 
 # ------------------------------------------------------------ data that do not fit
@@ -211,7 +222,8 @@ def test_default_runs_dir_keeps_other_data_and_schedules_apart(tmp_path):
     assert settings_for(*data).runs_dir == "runs/fashion"
     assert settings_for(*data, "--epochs", "10", "--gg-epochs", "6").runs_dir == "runs/fashion_e10g6"
     assert settings_for(*data, "--epoch-iterations", "3").runs_dir == "runs/fashion_smoke3"
-    assert settings_for(*data, "--name", "fm", "--epochs", "20").runs_dir == "runs/fm_e20g16"
+    assert settings_for(*data, "--name", "fm", "--epochs", "20").runs_dir == "runs/fm_e20g13"
+    assert settings_for(*data, "--gg-epochs", "10").runs_dir == "runs/fashion_e25g10"
     args = cli.parse_args(data)
     cli.make_settings(args)
     assert args.results_dir == "runs/fashion"         # results/ is MNIST's only

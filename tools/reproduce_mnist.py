@@ -74,8 +74,9 @@ def parse_args(argv=None):
                         help="epochs of every approach (default: %(default)s, the paper's); an "
                              "epoch is one pass over the train LMDB, ceil(images / 64) iterations")
     parser.add_argument("--gg-epochs", type=int, default=None,
-                        help="GG+DG: epochs of the GG stage, the rest are DG (default: the stage-1 "
-                             "solver's 16, the paper's); must be below --epochs")
+                        help="GG+DG: epochs of the GG stage, the rest are DG; must be below "
+                             "--epochs (default: the stage-1 solver's 16 of 25, the paper's, and "
+                             "the same share of another --epochs: round(E x 16 / 25))")
     parser.add_argument("--epoch-iterations", type=int, default=None, metavar="N",
                         help="smoke runs: an 'epoch' of N iterations instead of a pass over the "
                              "train LMDB (the test pass still reads the whole test LMDB); the "
@@ -189,7 +190,7 @@ def make_settings(args):
             "iterations), it does not change the number of epochs. Same run: --epoch-iterations "
             "%d; fewer epochs: --epochs N --gg-epochs K"
             % (settings.epoch_iterations, settings.epoch_iterations))
-    settings.check()
+    settings.check(args.approaches)
     default_data = not (args.data_dir or args.train_lmdb or args.test_lmdb)
     tag = default_runs_tag(args, settings)
     settings.runs_dir = repo_path(args.runs_dir) if args.runs_dir else os.path.join("runs", tag)
@@ -235,12 +236,14 @@ def main(argv=None):
     if not os.access(settings.caffe, os.X_OK):
         log("error: no caffe binary at %s (build first, or pass --caffe)" % settings.caffe)
         return 2
-    log("data: train %s (%d images), test %s (%d images); %d epochs of %d iterations%s, "
-        "GG+DG switch after %d" % (
-            settings.lmdb("train"), settings.data_summary("train").entries, settings.lmdb("test"),
-            settings.data_summary("test").entries, settings.total_epochs,
-            settings.iterations_per_epoch, " (smoke run)" if settings.smoke else "",
-            settings.stage1_epochs()))
+    log("data: train %s (%d images), test %s (%d images); %d epochs of %d iterations%s%s" % (
+        settings.lmdb("train"), settings.data_summary("train").entries, settings.lmdb("test"),
+        settings.data_summary("test").entries, settings.total_epochs,
+        settings.iterations_per_epoch, " (smoke run)" if settings.smoke else "",
+        ", GG+DG switch after %d%s" % (
+            settings.stage1_epochs(), "" if args.gg_epochs is not None or settings.total_epochs
+            == mnist_runs.TOTAL_EPOCHS else " (the paper's 16 of 25, scaled)")
+        if "gg_dg" in args.approaches else ""))
 
     # SIGTERM (e.g. `kill PID`) stops the driver like Ctrl-C: children are terminated.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

@@ -193,11 +193,12 @@ def table_markdown(results, seeds, settings, command=None):
         % ("CPU" if settings.gpu is None else "GPU"),
         "one run per seed (Caffe random_seed).",
         "",
-    ] + data_lines(settings) + [
-        "",
-        "GG+DG auto: DG tuning starts after the first epoch whose test-set ESS fraction",
-        "(GenerativeLoss top 1) is below %g; the switch epoch is given per seed." % settings.ess_threshold,
-    ]
+    ] + data_lines(settings) + [""]
+    if "gg_dg_auto" in results:
+        lines += [
+            "GG+DG auto: DG tuning starts after the first epoch whose test-set ESS fraction",
+            "(GenerativeLoss top 1) is below %g; the switch epoch is given per seed."
+            % settings.ess_threshold]
     if not paper:
         lines += ["The paper column is given only for its own setup (MNIST, 25 epochs, "
                   "switch at 16, whole epochs)."]

@@ -80,7 +80,7 @@ class Settings:
     caffe: str                     # path of the caffe binary
     runs_dir: str                  # relative to repo (or absolute), e.g. runs/mnist
     total_epochs: int = TOTAL_EPOCHS
-    gg_epochs: Optional[int] = None         # GG+DG stage 1; None: the stage-1 solver's (16)
+    gg_epochs: Optional[int] = None         # GG+DG stage 1; None: 16 of 25 (stage1_epochs)
     epoch_iterations: Optional[int] = None  # smoke runs: an "epoch" of this many iterations
     ess_threshold: float = 0.15
     progress_every_s: float = 60.0
@@ -126,18 +126,25 @@ class Settings:
         return self.epoch_iterations is not None
 
     def stage1_epochs(self):
+        """GG+DG's GG epochs: gg_epochs if given; else the stage-1 solver's (16)
+        for the paper's 25 epochs, and the same share of other totals
+        (round(total x 16 / 25), at least 1, leaving at least one DG epoch)."""
         if self.gg_epochs is not None:
             return self.gg_epochs
-        return solver_config.solver_epochs(
+        paper = solver_config.solver_epochs(
             solver_config.load_solver(os.path.join(self.repo, SOLVERS["stage1"])))
+        if self.total_epochs == TOTAL_EPOCHS:
+            return paper
+        return min(self.total_epochs - 1,
+                   max(1, int(round(self.total_epochs * paper / float(TOTAL_EPOCHS)))))
 
-    def check(self):
+    def check(self, approaches=APPROACHES):
         """Raise ValueError (DataCheckError for the data) unless the schedule is
-        sound and both LMDBs fit LeNet; nothing is written."""
+        sound for `approaches` and both LMDBs fit LeNet; nothing is written."""
         if self.total_epochs < 1:
             raise ValueError("--epochs must be at least 1, got %d" % self.total_epochs)
         stage1 = self.stage1_epochs()
-        if not 1 <= stage1 < self.total_epochs:
+        if "gg_dg" in approaches and not 1 <= stage1 < self.total_epochs:
             raise ValueError("--gg-epochs %d: GG+DG needs 1 <= GG epochs < total epochs (%d), "
                              "so that a DG stage remains" % (stage1, self.total_epochs))
         if self.epoch_iterations is not None and self.epoch_iterations < 1:
