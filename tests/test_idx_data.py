@@ -261,6 +261,11 @@ def test_tool_refuses_idx_input_without_out_dir_and_names_bad_files(tmp_path):
     assert proc.returncode == 1
     assert "train-images-idx3-ubyte.gz: truncated header" in proc.stderr
     assert not (tmp_path / "out").exists()
+    make_set(tmp_path / "src")
+    (tmp_path / "blocker").write_text("a file where the output folder should go")
+    proc = run_tool("--idx-dir", str(tmp_path / "src"), "--out-dir", str(tmp_path / "blocker"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "error: cannot write the LMDBs into %s: " % (tmp_path / "blocker") in proc.stderr
     proc = run_tool("--train-images", str(tmp_path / "src" / "t10k-images-idx3-ubyte.gz"),
                     "--out-dir", str(tmp_path / "out"))
     assert proc.returncode == 1

@@ -107,6 +107,9 @@ def main(argv=None):
     except (mnist_data.MnistDataError, idx.IdxError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 1
+    except OSError as err:  # e.g. an --out-dir that cannot be written; names the path
+        print("error: cannot write the LMDBs into %s: %s" % (args.out_dir, err), file=sys.stderr)
+        return 1
     return 0
 
 
