@@ -7,12 +7,17 @@ or one net with your own data paths.
   tools/make_nets.py --arch alexnet --variant gg --train-source my/train_lmdb \\
       --test-source my/val_lmdb --mean-file my/mean.binaryproto --num-classes 20 \\
       --out runs/my/train_val_gg.prototxt
+  tools/make_nets.py --arch lenet --variant semi_gg --split data/mnist/semi \\
+      --out runs/my/lenet_semi_gg.prototxt
 
-Architectures: lenet, alexnet, zf. Variants: dg, gg, semi_gg, deploy.
+Architectures: lenet, alexnet, zf. Variants: dg, gg, semi_gg, semi_dg, deploy.
 Coupled nets (Flach et al. 2017, python/gencaffe/nets/coupled.py): coupled_dense,
 coupled_cnn; variants disc, eq21, eq22, eq21_sum, eq22_sum, deploy_forward,
 deploy_reverse, e.g.
   tools/make_nets.py --arch coupled_cnn --variant eq22 --binarize threshold --out my.prototxt
+--split DIR (a folder of tools/make_semi_split.py) sets the semi_gg/semi_dg
+sources to DIR/labelled_lmdb and DIR/unlabelled_lmdb and, for semi_gg, the
+class prior rho to the labelled subset's class frequencies (split.json).
 Files are written atomically (temporary name, then rename). Needs the built
 pycaffe (build/cpu, or $CAFFE_BUILD_DIR).
 """
@@ -35,7 +40,7 @@ def parse_args(argv):
     p.add_argument("--arch", help="write one net of this architecture (lenet, alexnet, zf) "
                                   "to --out instead of regenerating models/")
     p.add_argument("--variant", default="gg",
-                   help="with --arch: dg, gg, semi_gg or deploy (default gg)")
+                   help="with --arch: dg, gg, semi_gg, semi_dg or deploy (default gg)")
     p.add_argument("--out", help="with --arch: the prototxt to write")
     p.add_argument("--train-source", help="TRAIN data LMDB (semi_gg: the labelled one)")
     p.add_argument("--unlabelled-source", help="semi_gg: the unlabelled LMDB")
@@ -49,6 +54,12 @@ def parse_args(argv):
                    help="semi_gg: share of each TRAIN batch taken from the labelled LMDB")
     p.add_argument("--unlabeled-weight", type=float, help="semi_gg: lambda of Eq. 19 (0.1)")
     p.add_argument("--class-prior", help="semi_gg: rho_y, comma-separated, one per class")
+    p.add_argument("--split", metavar="DIR",
+                   help="semi_gg/semi_dg: a split of tools/make_semi_split.py; its labelled and "
+                        "unlabelled LMDBs are the TRAIN sources and (semi_gg) its labelled class "
+                        "frequencies the class prior, unless --class-prior or --uniform-prior")
+    p.add_argument("--uniform-prior", action="store_true",
+                   help="semi_gg with --split: leave the class prior uniform (the layer's default)")
     p.add_argument("--binarize", choices=("sample", "threshold"),
                    help="coupled nets: binary pixels by a fresh Bernoulli sample of pixel/255 on "
                         "every pass (sample, the default) or by pixel/255 > 0.5 (threshold)")
@@ -73,7 +84,9 @@ def coupled_text(args):
 
 def custom_options(args, arch):
     from gencaffe.nets.variants import NetOptions
-    data = arch.semi_data if args.variant == "semi_gg" else arch.data
+    if args.split:
+        return split_options(args, arch)
+    data = arch.semi_data if args.variant in ("semi_gg", "semi_dg") else arch.data
     data = data.with_sources(train_source=args.train_source, test_source=args.test_source,
                              mean_file=args.mean_file, unlabelled_source=args.unlabelled_source)
     if args.train_batch:
@@ -88,6 +101,28 @@ def custom_options(args, arch):
     if args.class_prior:
         options = replace(options, class_prior=tuple(float(v) for v in args.class_prior.split(",")))
     return options
+
+
+def split_options(args, arch):
+    """Options of a net on the split in args.split (its sources and class prior)."""
+    from gencaffe.data import splits
+    from gencaffe.nets import semi
+    if args.variant not in ("semi_gg", "semi_dg"):
+        raise ValueError("--split is for the semi_gg and semi_dg variants, not %r" % args.variant)
+    try:
+        manifest = splits.load(args.split)
+    except splits.SplitError as err:
+        raise ValueError(str(err)) from None
+    data = arch.semi_data.with_sources(test_source=args.test_source, mean_file=args.mean_file)
+    if args.train_batch:
+        data = replace(data, train_batch=args.train_batch, unlabelled_batch=0)
+    if args.test_batch:
+        data = replace(data, test_batch=args.test_batch)
+    prior = tuple(float(v) for v in args.class_prior.split(",")) if args.class_prior else None
+    return semi.split_options(arch, args.split, manifest, data=data,
+                              num_classes=args.num_classes, labelled_share=args.labelled_share,
+                              unlabeled_weight=args.unlabeled_weight, class_prior=prior,
+                              uniform_prior=args.uniform_prior or args.variant == "semi_dg")
 
 
 def main(argv=None):

@@ -47,7 +47,8 @@ ARCH = Architecture(
     data=IMAGENET_DATA.with_crop(227),
     semi_data=IMAGENET_SEMI_DATA.with_crop(227),
     files={"dg": "train_val_dg.prototxt", "gg": "train_val_gg.prototxt",
-           "semi_gg": "train_val_semi_gg.prototxt", "deploy": "deploy.prototxt"},
+           "semi_gg": "train_val_semi_gg.prototxt",
+           "semi_dg": "train_val_semi_dg.prototxt", "deploy": "deploy.prototxt"},
     about=("AlexNet as upstream Caffe's models/bvlc_alexnet (227x227 crops of\n"
            "256x256 images). Data: tools/make_imagenet_lmdb.py -> data/imagenet/."),
 )

@@ -38,7 +38,8 @@ ARCH = Architecture(
     semi_data=replace(MNIST_DATA, train_source="data/mnist/semi/labelled_lmdb",
                       unlabelled_source="data/mnist/semi/unlabelled_lmdb"),
     files={"dg": "lenet_dg.prototxt", "gg": "lenet_gg.prototxt",
-           "semi_gg": "lenet_semi_gg.prototxt", "deploy": "lenet_deploy.prototxt"},
+           "semi_gg": "lenet_semi_gg.prototxt",
+           "semi_dg": "lenet_semi_dg.prototxt", "deploy": "lenet_deploy.prototxt"},
     about=("Caffe's LeNet for MNIST (upstream examples/mnist/lenet_train_test.prototxt);\n"
            "data: tools/make_mnist_lmdb.py. Deploy input is pixel/256 (the Data\n"
            "layer's scale 0.00390625)."),

@@ -6,6 +6,9 @@ text with a header that says where they come from.
     gg        Data -> body -> GenerativeLoss with its ESS top (loss weight 0)
     semi_gg   labelled + unlabelled Data, concatenated -> body ->
               GenerativeLoss in semi-supervised mode (Eq. 19, lambda 0.1)
+    semi_dg   DG on the labelled subset of a semi-supervised split alone:
+              the dg net reading the split's labelled LMDB (DG tuning after
+              semi-supervised GG, and the DG baseline; journal Sec. 5.2)
     deploy    Input -> body -> Softmax "prob"; force_backward for HMC
 
 Data paths, batch sizes and the class count are parameters (DataSpec,
@@ -20,7 +23,7 @@ from .layers import (ENGINE_FIELDS, DataSpec, accuracy_layers, deploy_input, dep
                      dummy_data, gg_loss, set_engine, test_data_layer, train_data)
 
 WHOLE_FLOAT = re.compile(r"^(\s*\w+: -?\d+)\.0$", re.M)
-VARIANTS = ("dg", "gg", "semi_gg", "deploy")
+VARIANTS = ("dg", "gg", "semi_gg", "semi_dg", "deploy")
 VARIANT_TITLES = {
     "dg": "DG: discriminative gradient, SoftmaxWithLoss (the usual softmax over classes).",
     "gg": ("GG: generative gradient, GenerativeLoss (a softmax down the batch for each\n"
@@ -30,6 +33,9 @@ VARIANT_TITLES = {
     "semi_gg": ("semi-supervised GG: GenerativeLoss with semi_supervised (journal Eq. 19,\n"
                 "lambda = unlabeled_weight); each TRAIN batch concatenates labelled examples\n"
                 "and unlabelled ones (label -1, the layer's unlabeled_label)."),
+    "semi_dg": ("DG on the labelled subset of a semi-supervised split: SoftmaxWithLoss, the\n"
+                "TRAIN data is the split's labelled LMDB (tools/make_semi_split.py); DG tuning\n"
+                "after semi-supervised GG (-weights), and the DG baseline (journal Sec. 5.2)."),
     "deploy": ("deploy: Input \"data\" -> class scores -> Softmax \"prob\"; force_backward\n"
                "so that pycaffe's net.backward() gives d(score)/d(data) (HMC)."),
 }
@@ -113,7 +119,9 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
         return set_engine(net, options.engine) if options.engine else net
 
     semi = variant == "semi_gg"
-    data = options.data or (arch.semi_data if semi else arch.data)
+    data = options.data or (arch.semi_data if variant in ("semi_gg", "semi_dg") else arch.data)
+    if variant == "semi_dg":
+        data = replace(data, unlabelled_source=None, unlabelled_batch=0)
     if semi:
         if not data.unlabelled_source:
             raise ValueError("the semi-supervised net needs an unlabelled data source")
@@ -124,7 +132,7 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
         train_data(n, data, semi_supervised=semi)
     score = arch.body(n, num_classes)
     accuracy_layers(n, score, tuple(k for k in arch.accuracy_top_k if k <= num_classes))
-    if variant == "dg":
+    if variant in ("dg", "semi_dg"):
         dg_loss(n, score)
     else:
         gg_loss(n, score, semi_supervised=semi, unlabeled_weight=options.unlabeled_weight,

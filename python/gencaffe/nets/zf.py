@@ -69,7 +69,8 @@ ARCH = Architecture(
     data=IMAGENET_DATA.with_crop(224),
     semi_data=IMAGENET_SEMI_DATA.with_crop(224),
     files={"dg": "train_val_dg.prototxt", "gg": "train_val_gg.prototxt",
-           "semi_gg": "train_val_semi_gg.prototxt", "deploy": "deploy.prototxt"},
+           "semi_gg": "train_val_semi_gg.prototxt",
+           "semi_dg": "train_val_semi_dg.prototxt", "deploy": "deploy.prototxt"},
     about=("ZF-net (Zeiler & Fergus 2014, Fig. 3; the journal's 'ZeilerFergusNet\n"
            "(fast)'): 224x224 crops of 256x256 images; see python/gencaffe/nets/zf.py\n"
            "for the layer table followed. Data: tools/make_imagenet_lmdb.py -> data/imagenet/."),
