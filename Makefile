@@ -12,6 +12,8 @@
 #   make demo     MNIST: data, GG pre-training + DG tuning, test error, HMC samples
 #   make install  puts `caffe` on PATH and makes `import caffe` work (PREFIX=~/.local)
 #   make bench    benchmarks (results/ files)
+#   make export-patch  GenerativeLoss as a patch series for another Caffe tree
+#                 -> dist/generative-loss-patch/ (tools/export_patch.py)
 #
 # Upstream Caffe is fetched, checksum-verified and patched into
 # <build dir>/caffe-src by tools/prepare_source.sh; nothing of it is committed.
@@ -134,6 +136,14 @@ install: cpu
 
 bench: cpu
 	$(PY) tools/bench_generative_loss.py --build $(CPU_BUILD)
+
+# GenerativeLoss as a git am / patch -p1 series for a BVLC-layout Caffe tree,
+# generated from the committed layer files and caffe/patches (README, "Using
+# GenerativeLoss in your own Caffe"); tested by tests/test_export_patch.py
+EXPORT_OUT ?= dist/generative-loss-patch
+.PHONY: export-patch
+export-patch:
+	$(PY) tools/export_patch.py --out $(EXPORT_OUT)
 
 clean:
 	rm -rf build
