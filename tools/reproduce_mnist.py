@@ -24,17 +24,15 @@ directory, and caffe runs with the repo root as its working directory.
 """
 import argparse
 import os
-import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
-from gencaffe.experiments import mnist_report, mnist_runs  # noqa: E402
+from gencaffe.experiments import caffe_runs, mnist_report, mnist_runs  # noqa: E402
 
 
 def parse_seeds(text):
@@ -205,10 +203,6 @@ def log(message):
     print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv=None):
     args = parse_args(argv)
     pycaffe_path.require_caffe_pb2()
@@ -245,45 +239,19 @@ def main(argv=None):
             == mnist_runs.TOTAL_EPOCHS else " (the paper's 16 of 25, scaled)")
         if "gg_dg" in args.approaches else ""))
 
-    # SIGTERM (e.g. `kill PID`) stops the driver like Ctrl-C: children are terminated.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     runner = mnist_runs.Runner(settings)
     if args.order == "seed":
-        tasks = [(approach, seed) for seed in args.seeds for approach in args.approaches]
+        pairs = [(approach, seed) for seed in args.seeds for approach in args.approaches]
     else:
-        tasks = [(approach, seed) for approach in args.approaches for seed in args.seeds]
-    failures = []
-    reported_after = -1  # report once at the start of the loop, then after each new training
-    log("plan: %d approach-seeds, %d job(s), runs in %s" % (len(tasks), args.jobs, settings.runs_dir))
-    # No `with` block: its exit would join the worker threads, which wait on caffe
-    # processes, so an interrupt would hang until the current trainings finished.
-    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
-    try:
-        pending = {pool.submit(runner.run_approach, approach, seed): (approach, seed)
-                   for approach, seed in tasks}
-        while pending:
-            # A timeout, so the main thread runs Python code every second and a
-            # SIGTERM/Ctrl-C is acted upon promptly.
-            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                approach, seed = pending.pop(future)
-                try:
-                    future.result()
-                except Exception as err:  # one failed run must not stop the others
-                    failures.append((approach, seed, err))
-                    log("FAILED %s seed%d: %s" % (approach, seed, err))
-                if runner.trainings_finished != reported_after:
-                    reported_after = runner.trainings_finished
-                    report()
-    except KeyboardInterrupt:
-        log("interrupted: stopping caffe processes (unfinished runs restart cleanly next time)")
-        runner.registry.terminate_all()
-        os._exit(130)  # worker threads may still be in waits; do not join them
-    pool.shutdown()
-    report()
+        pairs = [(approach, seed) for approach in args.approaches for seed in args.seeds]
+    log("plan: %d approach-seeds, %d job(s), runs in %s" % (len(pairs), args.jobs, settings.runs_dir))
+    tasks = [("%s seed%d" % (approach, seed),
+              (lambda a=approach, s=seed: runner.run_approach(a, s))) for approach, seed in pairs]
+    # Ctrl-C or SIGTERM (e.g. `kill PID`) stops the driver and its caffe processes
+    failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
     if failures:
         log("%d approach-seed(s) failed: %s" % (len(failures), ", ".join(
-            "%s seed%d" % (a, s) for a, s, _ in failures)))
+            label for label, _ in failures)))
         return 1
     log("all done")
     return 0

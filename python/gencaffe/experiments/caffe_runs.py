@@ -21,11 +21,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from .. import caffe_log
 from .. import solver_config
@@ -256,3 +258,47 @@ class RunnerBase:
         with self._locks_guard:
             self.trainings_finished += 1
         return True
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def drive(runner: RunnerBase, tasks: Sequence[Tuple[str, Callable[[], object]]], jobs: int,
+          report: Callable[[], None], log: Callable[[str], None]) -> List[Tuple[str, Exception]]:
+    """Run `tasks` ([(label, callable)], each typically ensuring one or more
+    runs of `runner`) on `jobs` threads; report() at the start and after
+    every task that trained something. One failed task does not stop the
+    others; returns [(label, error)] of the failed ones. Ctrl-C or SIGTERM
+    stops every caffe process and exits with 130 (unfinished runs restart
+    cleanly next time). Call from the main thread."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    failures = []
+    reported_after = -1
+    # No `with` block: its exit would join the worker threads, which wait on
+    # caffe processes, so an interrupt would hang until the trainings finished.
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        pending = {pool.submit(task): label for label, task in tasks}
+        report()
+        reported_after = runner.trainings_finished
+        while pending:
+            # a timeout, so that the main thread acts on SIGTERM/Ctrl-C promptly
+            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                label = pending.pop(future)
+                try:
+                    future.result()
+                except Exception as err:
+                    failures.append((label, err))
+                    log("FAILED %s: %s" % (label, err))
+                if runner.trainings_finished != reported_after:
+                    reported_after = runner.trainings_finished
+                    report()
+    except KeyboardInterrupt:
+        log("interrupted: stopping caffe processes (unfinished runs restart cleanly next time)")
+        runner.registry.terminate_all()
+        os._exit(130)  # worker threads may still be in waits; do not join them
+    pool.shutdown()
+    report()
+    return failures
