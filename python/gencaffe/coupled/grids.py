@@ -1,0 +1,74 @@
+"""PNG grids of reverse-model samples as in Flach et al.'s Fig. 2: a row per
+class, and above each image the forward model's most probable class and its
+probability. Written atomically."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ..atomic_io import atomic_write
+from .sampling import caption
+
+CAPTION_PX = 14
+PAD = 4
+
+
+def _font(size):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)      # Pillow >= 10.1 with FreeType
+    except (TypeError, OSError, AttributeError):
+        return ImageFont.load_default()
+
+
+def tile_layout(n_rows: int, n_cols: int, tile: int, title_px: int = 0):
+    """(width, height, [(x, y) of each tile's image, row-major]) of a grid whose
+    tiles each have a caption band of CAPTION_PX above them."""
+    cell_w, cell_h = tile + PAD, tile + CAPTION_PX + PAD
+    width = n_cols * cell_w + PAD
+    height = title_px + n_rows * cell_h + PAD
+    positions = [(PAD + c * cell_w, title_px + PAD + CAPTION_PX + r * cell_h)
+                 for r in range(n_rows) for c in range(n_cols)]
+    return width, height, positions
+
+
+def render(images: np.ndarray, captions: Sequence[str], n_cols: int, upscale: int = 3,
+           title: Optional[str] = None) -> np.ndarray:
+    """images (N x 1 x H x W or N x H x W, values in [0, 1], ink = 1) -> uint8
+    grey picture, dark ink on white, caption above each tile."""
+    from PIL import Image, ImageDraw
+    images = np.asarray(images, dtype=np.float64).reshape(len(images), *images.shape[-2:])
+    if len(captions) != len(images):
+        raise ValueError("%d captions for %d images" % (len(captions), len(images)))
+    height, width = images.shape[1:]
+    tile = max(height, width) * upscale
+    n_rows = int(np.ceil(len(images) / n_cols))
+    title_px = 18 if title else 0
+    total_w, total_h, positions = tile_layout(n_rows, n_cols, tile, title_px)
+    canvas = Image.new("L", (total_w, total_h), 255)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(11)
+    if title:
+        draw.text((PAD, 2), title, fill=0, font=_font(13))
+    for image, text, (x, y) in zip(images, captions, positions):
+        pixels = (255 - np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        pixels = pixels.repeat(upscale, axis=0).repeat(upscale, axis=1)
+        canvas.paste(Image.fromarray(pixels), (x, y))
+        draw.text((x + 1, y - CAPTION_PX + 1), text, fill=0, font=font)
+    return np.asarray(canvas)
+
+
+def write_png(picture: np.ndarray, path: str) -> None:
+    from PIL import Image
+    with atomic_write(path, "wb") as handle:
+        Image.fromarray(picture).save(handle, format="PNG")
+
+
+def write_grid(samples, path: str, title: Optional[str] = None, upscale: int = 3,
+               class_names: Optional[List[str]] = None) -> None:
+    """A row per class of a sampling.SampleSet, captioned."""
+    per_class = len(samples.labels) // len(samples.classes)
+    captions = [caption(int(p), float(q), class_names)
+                for p, q in zip(samples.predicted, samples.probability)]
+    write_png(render(samples.images, captions, per_class, upscale, title), path)
