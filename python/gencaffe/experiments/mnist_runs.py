@@ -267,29 +267,42 @@ def gg_dg_runs(settings, seed):
     return stage1, stage2
 
 
-def choose_switch_epoch(gg_log, iterations_per_epoch, threshold, total_epochs=TOTAL_EPOCHS):
-    """First epoch e in 1..total_epochs-1 whose test-pass ESS fraction is below
+def epoch_tests(gg_log, iterations_per_epoch):
+    """[(epoch, test outputs)] of the whole-epoch test passes after epoch 0."""
+    return [(t.iteration // iterations_per_epoch, t.outputs) for t in gg_log.tests()
+            if t.iteration and not t.iteration % iterations_per_epoch]
+
+
+def choose_switch_epoch(gg_log, iterations_per_epoch, threshold, total_epochs=TOTAL_EPOCHS,
+                        output="ess"):
+    """First epoch e in 1..total_epochs-1 whose test-pass `output` (a
+    GenerativeLoss diagnostic top: by default the batch ESS fraction) is below
     threshold, or None. Epoch 0 (the untrained net) is never a switch point, and
     switching at the last epoch would leave no DG stage."""
-    for test in gg_log.tests():
-        if test.iteration == 0 or test.iteration % iterations_per_epoch:
-            continue
-        epoch = test.iteration // iterations_per_epoch
-        ess = test.outputs.get("ess")
-        if ess is None:
-            raise RunFailed("the GG log has no 'ess' test output; is the GenerativeLoss "
-                            "layer's second top in the net?")
-        if epoch < total_epochs and ess < threshold:
+    for epoch, outputs in epoch_tests(gg_log, iterations_per_epoch):
+        value = outputs.get(output)
+        if value is None:
+            raise RunFailed("the GG log has no '%s' test output; is that GenerativeLoss "
+                            "top in the net?" % output)
+        if epoch < total_epochs and value < threshold:
             return epoch
     return None
 
 
-def gg_dg_auto_stage2(settings, seed, switch_epoch):
+def dg_after_gg(settings, seed, switch_epoch, run_dir, label):
+    """DG tuning (the stage-2 solver) for the epochs left after switch_epoch,
+    from the GG run's snapshot of that epoch (the GG run of a seed serves
+    every switch point: it is deterministic on the CPU and snapshots each epoch)."""
     gg = gg_run(settings, seed)
-    return TrainingRun("gg_dg_auto seed%d stage2" % seed,
-                       os.path.join(seed_dir(settings, "gg_dg_auto", seed), "stage2"),
-                       SOLVERS["stage2"], seed, settings.total_epochs - switch_epoch,
+    return TrainingRun(label, run_dir, SOLVERS["stage2"], seed,
+                       settings.total_epochs - switch_epoch,
                        weights=gg.epoch_snapshot(settings, switch_epoch), epoch_offset=switch_epoch)
+
+
+def gg_dg_auto_stage2(settings, seed, switch_epoch):
+    return dg_after_gg(settings, seed, switch_epoch,
+                       os.path.join(seed_dir(settings, "gg_dg_auto", seed), "stage2"),
+                       "gg_dg_auto seed%d stage2" % seed)
 
 
 # ------------------------------------------------------------- pipelines

@@ -1,0 +1,75 @@
+"""The GG->DG switch sweep (tools/sweep_switch.py, gencaffe.experiments.switch_sweep /
+switch_report) with the fake caffe of tests/fixtures: runs per point from the
+one GG run per seed, resumability, the report, and the criteria."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built (solver copies need it)")
+
+from gencaffe.experiments import mnist_runs, switch_sweep  # noqa: E402
+from conftest import BUILD  # noqa: E402
+from test_reproduce_mnist import make_fake_caffe, write_lmdbs  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(REPO, "tools", "sweep_switch.py")
+
+
+def test_criteria_pick_the_documented_epochs():
+    epochs = [(e, {"ess": 0.5 / (e + 1), "ess_within": 0.9 - 0.05 * e,
+                   "accuracy": min(0.99, 0.9 + 0.02 * e)}) for e in range(1, 12)]
+    below = switch_sweep.parse_criterion("a=ess_within<0.62")
+    assert below.choose(epochs, 12) == 6                 # 0.9 - 0.3 = 0.60 < 0.62
+    plateau = switch_sweep.parse_criterion("p=accuracy~0.001/2")
+    assert plateau.choose(epochs, 12) == 7               # 0.99 at 5, 6 and 7
+    assert switch_sweep.parse_criterion("x=ess<0.0001").choose(epochs, 12) is None
+    with pytest.raises(ValueError, match="expected NAME=OUTPUT"):
+        switch_sweep.parse_criterion("nonsense")
+    with pytest.raises(ValueError, match="no 'cross_weight'"):
+        switch_sweep.parse_criterion("c=cross_weight<1").choose(epochs, 12)
+    with pytest.raises(ValueError, match="1..11"):
+        switch_sweep.check_points([0, 4, 12], 12)
+
+
+def test_sweep_trains_each_point_from_one_gg_run_and_reports(tmp_path, monkeypatch):
+    import shutil
+    for folder in ("solvers", "models", "tools", "python"):
+        shutil.copytree(os.path.join(REPO, folder), tmp_path / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    write_lmdbs(tmp_path / "data" / "mnist")
+    calls = tmp_path / "calls.txt"
+    caffe = make_fake_caffe(tmp_path, calls, monkeypatch)
+    tool = str(tmp_path / "tools" / "sweep_switch.py")
+    env = dict(os.environ, CAFFE_BUILD_DIR=BUILD)      # the copy has no build of its own
+    args = ["--seeds", "1-2", "--epochs", "6", "--points", "1,3", "--jobs", "2",
+            "--criterion", "w=ess_within<0.72", "--results-dir", "results"]
+    result = subprocess.run([sys.executable, tool, "--caffe", str(caffe), *args],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = [l.split() for l in calls.read_text().splitlines() if l]
+    # per seed: GG, DG, the points 1 and 3, and the criterion's epoch 4
+    # (0.9 - 0.05 * 4 = 0.70 < 0.72), each stage-2 run from GG's snapshot
+    assert len(lines) == 2 * 5
+    for seed in (1, 2):
+        for epoch in (1, 3, 4):
+            line = next(l for l in lines if "switch/seed%d/epoch%d/" % (seed, epoch) in l[0])
+            assert line[1] == "runs/mnist_switch_e6/gg/seed%d/lenet_iter_%d.caffemodel" % (
+                seed, 2 * epoch)
+    report = (tmp_path / "results" / "mnist_switch.md").read_text()
+    assert "A shorter budget than the paper's 25 epochs: 6 epochs" in report
+    assert "| 0 (DG alone) |" in report and "| 6 (GG alone) |" in report
+    assert "| w | first epoch with test ess_within < 0.72 | 4, 4 |" in report
+    assert (tmp_path / "results" / "mnist_switch.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "mnist_switch_diagnostics.png").stat().st_size > 1000
+    # resumable: a second invocation trains nothing
+    again = subprocess.run([sys.executable, tool, "--caffe", str(caffe), *args],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0 and len(calls.read_text().splitlines()) == 2 * 5
+
+
+def test_bad_points_are_refused(tmp_path):
+    result = subprocess.run([sys.executable, TOOL, "--epochs", "10", "--points", "5,10",
+                             "--report-only"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "1..9" in result.stderr
