@@ -71,7 +71,8 @@ def plot(results, points, total_epochs, path_error, path_diagnostics):
     ax.set_ylabel("test error (%)")
     ax.set_title("MNIST LeNet, %d epochs in all: when to switch" % total_epochs)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with write(path_error, "wb") as handle:
         fig.savefig(handle, format="png", dpi=110)
@@ -87,7 +88,8 @@ def plot(results, points, total_epochs, path_error, path_diagnostics):
         ax.set_ylabel(name, fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     axes[-1].set_xlabel("GG epoch (test pass after the epoch)")
     fig.suptitle("GG runs: the importance weights' diagnostics over training", fontsize=10)
     fig.tight_layout()
