@@ -60,7 +60,8 @@ def parse_args(argv=None):
                         "60,000 keeps the last 10,000 (the classic validation part) apart")
     p.add_argument("--holdout", action="store_true",
                    help="with --pool: write the records after the pool, labels kept, as "
-                        "holdout_lmdb (a validation set for choosing settings without the test set)")
+                        "holdout_lmdb (a validation set for choosing settings without the test "
+                        "set)")
     p.add_argument("--num-classes", type=int,
                    help="class count (default: the largest label + 1); the class prior has one "
                         "value per class")

@@ -1,0 +1,279 @@
+"""What the unlabelled term of journal Eq. 19 does over a semi-supervised GG
+run: for each snapshot of a semi_gg run (gencaffe.experiments.semi_runs), the
+class scores of fixed mixed batches (the first batches the run's two Data
+layers give: labelled records cycled, unlabelled records in key order) from a
+pycaffe forward pass, and from them, per snapshot:
+
+* pseudo_accuracy: how often the term's class, argmax_y [log p_y(x) + log rho_y]
+  with log p_y(x_j) = F[j, y] - log sum_k exp F[k, y] (the batch estimate),
+  is the unlabelled record's true label (read from the split's source LMDB);
+* classifier_accuracy: the same for the net's own prediction argmax_y F[j, y];
+* agreement: how often the two pick the same class;
+* class_share: the share of the unlabelled records whose term goes to each
+  class (its largest entry and normalised entropy say whether the term
+  collapses onto a few classes);
+* ess: the layer's ESS top (mean over the classes present of ESS_c / n);
+* loss, labelled_term, unlabelled_term: the layer's loss and its two parts.
+
+The arg-max is recomputed here in NumPy (the layer does not output it), so
+every snapshot's first batch is also run through Caffe's own GenerativeLoss
+layer and the loss and ESS computed here must match Caffe's to 1e-4 (else
+DiagnosticsError): the arg-max is then the layer's, since the loss sums the
+maximised terms.
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..atomic_io import atomic_write
+
+DIAGNOSTICS_NAME = "diagnostics.json"
+FORMAT_VERSION = 1
+
+
+class DiagnosticsError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------ the math
+
+def column_logsumexp(scores: np.ndarray) -> np.ndarray:
+    top = scores.max(axis=0)
+    return top + np.log(np.exp(scores - top).sum(axis=0))
+
+
+def eq19_batch(scores: np.ndarray, labels: np.ndarray, log_prior: np.ndarray,
+               unlabeled_weight: float, unlabeled_label: int = -1) -> Dict[str, object]:
+    """The semi-supervised GenerativeLoss of one batch (every example kept,
+    normalisation VALID, as the generated nets use it): loss, ESS top, the
+    unlabelled examples' target classes and the two terms (per example)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n, classes = scores.shape
+    lse = column_logsumexp(scores)
+    log_p = scores - lse + np.log(n)             # log p_y(x_j), batch estimate
+    unlabelled = labels == unlabeled_label
+    targets = labels.astype(np.int64).copy()
+    targets[unlabelled] = np.argmax(log_p[unlabelled] + log_prior, axis=1)
+    rows = np.arange(n)
+    labelled_terms = log_p[rows[~unlabelled], targets[~unlabelled]]
+    unlabelled_terms = (log_p + log_prior)[rows[unlabelled], targets[unlabelled]]
+    objective = labelled_terms.sum() + unlabeled_weight * unlabelled_terms.sum()
+    weights = np.exp(scores - lse)               # softmax down the batch, per column
+    mass = np.bincount(targets[~unlabelled], minlength=classes).astype(np.float64)
+    mass += unlabeled_weight * np.bincount(targets[unlabelled], minlength=classes)
+    present = mass > 0
+    ess = (1.0 / (weights ** 2).sum(axis=0))[present].mean() / n if present.any() else 0.0
+    return {"loss": -objective / n, "ess": ess, "targets": targets, "unlabelled": unlabelled,
+            "labelled_term": labelled_terms.mean() if len(labelled_terms) else float("nan"),
+            "unlabelled_term": unlabelled_terms.mean() if len(unlabelled_terms)
+            else float("nan")}
+
+
+def normalised_entropy(shares: np.ndarray) -> float:
+    shares = np.asarray(shares, dtype=np.float64)
+    nonzero = shares[shares > 0]
+    return float(-(nonzero * np.log(nonzero)).sum() / np.log(len(shares)))
+
+
+# ------------------------------------------------------------------ data
+
+@dataclass
+class Batches:
+    images: List[np.ndarray]      # per batch: N x 1 x H x W float32, scaled as the Data layer
+    labels: List[np.ndarray]      # per batch: N labels as the loss sees them (-1 = unlabelled)
+    truth: List[np.ndarray]       # per batch: N true labels
+
+
+def _records(db_path: str, count: int, cycle: bool):
+    """The first `count` (key, pixels, label) of db_path in key order; with
+    `cycle`, wrapping around to the first record as Caffe's Data layer does."""
+    from caffe.proto import caffe_pb2
+    from ..data import datum_io
+    from ..data.splits import readonly_env
+    out = []
+    with readonly_env(db_path) as env, env.begin() as txn:
+        while len(out) < count:
+            before = len(out)
+            for key, value in txn.cursor():
+                if len(out) >= count:
+                    break
+                datum = caffe_pb2.Datum()
+                datum.ParseFromString(value)
+                out.append((key.decode("utf-8", "replace"), datum_io.datum_to_array(datum),
+                            datum.label))
+            if not cycle or len(out) == before:
+                break
+    return out
+
+
+def true_labels(source_lmdb: str, keys: Sequence[str]) -> Dict[str, int]:
+    from caffe.proto import caffe_pb2
+    from ..data.splits import readonly_env
+    found = {}
+    with readonly_env(source_lmdb) as env, env.begin() as txn:
+        for key in keys:
+            value = txn.get(key.encode("utf-8"))
+            if value is None:
+                raise DiagnosticsError("key %s is not in the split's source %s"
+                                       % (key, source_lmdb))
+            datum = caffe_pb2.Datum()
+            datum.ParseFromString(value)
+            found[key] = datum.label
+    return found
+
+
+def mixed_batches(split_dir: str, manifest: dict, labelled_batch: int, unlabelled_batch: int,
+                  count: int, scale: float) -> Batches:
+    """The first `count` TRAIN batches of the semi_gg net on this split: its
+    labelled Data layer cycles through labelled_lmdb, the unlabelled one reads
+    unlabelled_lmdb in key order; concatenated labelled first."""
+    labelled = _records(os.path.join(split_dir, "labelled_lmdb"), labelled_batch * count, True)
+    unlabelled = _records(os.path.join(split_dir, "unlabelled_lmdb"), unlabelled_batch * count,
+                          False)
+    if len(unlabelled) < unlabelled_batch * count:
+        count = len(unlabelled) // unlabelled_batch
+    truth = true_labels(manifest["source"]["path"], [key for key, _, _ in unlabelled])
+    batches = Batches([], [], [])
+    for b in range(count):
+        part_l = labelled[b * labelled_batch:(b + 1) * labelled_batch]
+        part_u = unlabelled[b * unlabelled_batch:(b + 1) * unlabelled_batch]
+        records = part_l + part_u
+        batches.images.append(np.stack([pixels for _, pixels, _ in records]).astype(np.float32)
+                              * np.float32(scale))
+        batches.labels.append(np.array([label for _, _, label in records], dtype=np.int64))
+        batches.truth.append(np.array([label for _, _, label in part_l] +
+                                      [truth[key] for key, _, _ in part_u], dtype=np.int64))
+    return batches
+
+
+# ------------------------------------------------------------------ Caffe
+
+def caffe_loss_net(batch: int, classes: int, unlabeled_weight: float, prior: Sequence[float]):
+    """A pycaffe net: Input scores and labels -> Caffe's semi-supervised GenerativeLoss."""
+    import caffe
+    import tempfile
+    from caffe import layers as L
+    n = caffe.NetSpec()
+    n.scores = L.Input(input_param=dict(shape=dict(dim=[batch, classes])))
+    n.label = L.Input(input_param=dict(shape=dict(dim=[batch])))
+    param = dict(semi_supervised=True, unlabeled_weight=unlabeled_weight)
+    if prior:
+        param["class_prior"] = list(prior)
+    n.loss, n.ess = L.GenerativeLoss(n.scores, n.label, ntop=2, loss_weight=[1, 0],
+                                     generative_loss_param=param)
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(str(n.to_proto()))
+        path = handle.name
+    try:
+        return caffe.Net(path, caffe.TEST)
+    finally:
+        os.unlink(path)
+
+
+def deploy_net(batch: int):
+    """LeNet's deploy net (the generator's) for `batch` images, as a pycaffe Net."""
+    import caffe
+    import tempfile
+    from google.protobuf import text_format
+    from ..nets import catalog, variants
+    arch = catalog.architecture("lenet")
+    net = variants.build(arch, "deploy")
+    net.layer[0].input_param.shape[0].dim[0] = batch
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(text_format.MessageToString(net))
+        return handle.name
+
+
+def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: dict,
+            net_param, batches_count: int = 20) -> dict:
+    """Per-snapshot statistics (the module docstring) of one semi_gg run.
+
+    net_param: the run's train net (NetParameter), for its batch sizes, scale,
+    lambda and class prior."""
+    import caffe
+    caffe.set_mode_cpu()
+    data_layers = [l for l in net_param.layer if l.type == "Data" and l.include
+                   and l.include[0].phase == caffe.TRAIN]
+    labelled_batch, unlabelled_batch = (l.data_param.batch_size for l in data_layers)
+    scale = data_layers[0].transform_param.scale or 1.0
+    loss = next(l for l in net_param.layer if l.type == "GenerativeLoss")
+    lam = loss.generative_loss_param.unlabeled_weight
+    prior = list(loss.generative_loss_param.class_prior)
+    batch = labelled_batch + unlabelled_batch
+    batches = mixed_batches(split_dir, manifest, labelled_batch, unlabelled_batch,
+                            batches_count, scale)
+    classes = manifest["classes"]
+    log_prior = np.log(np.asarray(prior) / np.sum(prior)) if prior else \
+        np.full(classes, -np.log(classes))
+    deploy_path = deploy_net(batch)
+    checker = caffe_loss_net(batch, classes, lam, prior)
+    rows = []
+    try:
+        for iteration in sorted(snapshots):
+            net = caffe.Net(deploy_path, snapshots[iteration], caffe.TEST)
+            per = {"pseudo": [], "classifier": [], "agree": [], "loss": [], "ess": [],
+                   "labelled_term": [], "unlabelled_term": [], "targets": []}
+            for index, (images, labels, truth) in enumerate(zip(batches.images, batches.labels,
+                                                                batches.truth)):
+                net.blobs["data"].data[...] = images
+                net.forward()
+                scores = np.array(net.blobs["ip2"].data, dtype=np.float64).reshape(batch, -1)
+                result = eq19_batch(scores, labels, log_prior, lam)
+                if index == 0:
+                    check_against_caffe(checker, scores, labels, result)
+                u = result["unlabelled"]
+                predicted = np.argmax(scores, axis=1)
+                per["pseudo"].append(result["targets"][u] == truth[u])
+                per["classifier"].append(predicted[u] == truth[u])
+                per["agree"].append(predicted[u] == result["targets"][u])
+                per["targets"].append(result["targets"][u])
+                for name in ("loss", "ess", "labelled_term", "unlabelled_term"):
+                    per[name].append(result[name])
+            targets = np.concatenate(per["targets"])
+            share = np.bincount(targets, minlength=classes) / float(len(targets))
+            rows.append({
+                "iteration": iteration,
+                "pseudo_accuracy": float(np.concatenate(per["pseudo"]).mean()),
+                "classifier_accuracy": float(np.concatenate(per["classifier"]).mean()),
+                "agreement": float(np.concatenate(per["agree"]).mean()),
+                "class_share": share.tolist(),
+                "largest_class_share": float(share.max()),
+                "class_entropy": normalised_entropy(share),
+                **{name: float(np.mean(per[name])) for name in
+                   ("loss", "ess", "labelled_term", "unlabelled_term")}})
+    finally:
+        os.unlink(deploy_path)
+    return {"format_version": FORMAT_VERSION, "run_dir": run_dir, "batches": len(batches.images),
+            "labelled_batch": labelled_batch, "unlabelled_batch": unlabelled_batch,
+            "unlabeled_weight": lam, "snapshots": rows}
+
+
+def check_against_caffe(checker, scores, labels, result, tolerance=1e-4):
+    checker.blobs["scores"].data[...] = scores
+    checker.blobs["label"].data[...] = labels
+    out = checker.forward()
+    for name in ("loss", "ess"):
+        caffe_value = float(out[name])
+        ours = float(result[name])
+        if abs(caffe_value - ours) > tolerance * max(1.0, abs(caffe_value)):
+            raise DiagnosticsError("the diagnostic's %s %.6g differs from Caffe's "
+                                   "GenerativeLoss %.6g on the same batch: the NumPy "
+                                   "recomputation of Eq. 19 is not the layer's"
+                                   % (name, ours, caffe_value))
+
+
+def read(path: str) -> Optional[dict]:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def write(path: str, result: dict) -> None:
+    with atomic_write(path, "w") as handle:
+        json.dump(result, handle, indent=1, sort_keys=True)
+        handle.write("\n")
