@@ -164,3 +164,29 @@ def test_eq19_recomputation_matches_caffe_and_a_wrong_one_is_caught():
     wrong = semi_diagnostics.eq19_batch(scores, labels, np.log([0.25] * 4), 0.1)
     with pytest.raises(semi_diagnostics.DiagnosticsError, match="loss"):
         semi_diagnostics.check_against_caffe(checker, scores, labels, wrong)
+
+
+def test_bayes_rule_ignores_per_class_offsets_that_gg_cannot_learn():
+    """GG's loss is unchanged by a constant added to one class's scores; the
+    generative model's Bayes rule (log Z_y from reference images) undoes it."""
+    class Net:   # a stand-in with pycaffe's blobs/forward: ip2 = the input's first 3 values
+        def __init__(self, offsets):
+            self.offsets, self.blobs = offsets, {"data": Blob((4, 1, 1, 3)), "ip2": Blob((4, 3))}
+
+        def forward(self):
+            self.blobs["ip2"].data[...] = self.blobs["data"].data.reshape(4, 3) + self.offsets
+
+    class Blob:
+        def __init__(self, shape):
+            self.data = np.zeros(shape, dtype=np.float32)
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=40)
+    images = (np.eye(3)[labels] * 3 + rng.normal(size=(40, 3))).astype(np.float32)
+    reference = (np.eye(3)[rng.integers(0, 3, size=60)] * 3 + rng.normal(size=(60, 3)))
+    args = (reference.astype(np.float32).reshape(60, 1, 1, 3), images.reshape(40, 1, 1, 3),
+            labels, np.log(np.full(3, 1 / 3.)))
+    plain = semi_diagnostics.generative_classifier(Net(np.zeros(3)), 4, *args)
+    shifted = semi_diagnostics.generative_classifier(Net(np.array([0., 5., -5.])), 4, *args)
+    assert shifted["generative_test_accuracy"] == plain["generative_test_accuracy"] > 0.8
+    assert shifted["classifier_test_accuracy"] < 0.5 < plain["classifier_test_accuracy"]

@@ -33,6 +33,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
+# pycaffe (the diagnostics) logs every net it loads; the caffe trainings get
+# their own INFO log regardless (caffe_runs)
+os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)

@@ -15,6 +15,15 @@ pycaffe forward pass, and from them, per snapshot:
 * ess: the layer's ESS top (mean over the classes present of ESS_c / n);
 * loss, labelled_term, unlabelled_term: the layer's loss and its two parts.
 
+And for the final snapshot, the test accuracy of two classifiers made of the
+same scores: the net's argmax_y f_y(x) (what Caffe's Accuracy layer reports),
+and the generative model's own Bayes rule argmax_y [f_y(x) - log Z_y + log
+rho_y], with Z_y = mean over unlabelled train images of exp f_y (journal Sec.
+4.1: p_y(x) = exp(f_y(x)) q(x) / Z_y). GG's loss and gradient do not change
+when a constant is added to one class's scores, so GG never learns the
+per-class offsets that the first rule depends on; the second rule does not
+depend on them.
+
 The arg-max is recomputed here in NumPy (the layer does not output it), so
 every snapshot's first batch is also run through Caffe's own GenerativeLoss
 layer and the loss and ESS computed here must match Caffe's to 1e-4 (else
@@ -31,7 +40,7 @@ import numpy as np
 from ..atomic_io import atomic_write
 
 DIAGNOSTICS_NAME = "diagnostics.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class DiagnosticsError(RuntimeError):
@@ -187,8 +196,41 @@ def deploy_net(batch: int):
         return handle.name
 
 
+def lmdb_images(db_path: str, limit: int, scale: float):
+    """(images N x C x H x W float32 scaled as the Data layer, labels) of the
+    first `limit` records of db_path."""
+    records = _records(db_path, limit, False)
+    images = np.stack([pixels for _, pixels, _ in records]).astype(np.float32) * np.float32(scale)
+    return images, np.array([label for _, _, label in records], dtype=np.int64)
+
+
+def scores_of(net, images: np.ndarray, batch: int) -> np.ndarray:
+    out = []
+    for start in range(0, len(images), batch):
+        part = images[start:start + batch]
+        data = np.zeros(net.blobs["data"].data.shape, dtype=np.float32)
+        data[:len(part)] = part
+        net.blobs["data"].data[...] = data
+        net.forward()
+        out.append(np.array(net.blobs["ip2"].data, dtype=np.float64).reshape(batch, -1)[:len(part)])
+    return np.concatenate(out)
+
+
+def generative_classifier(net, batch: int, reference: np.ndarray, test_images: np.ndarray,
+                          test_labels: np.ndarray, log_prior: np.ndarray) -> Dict[str, float]:
+    """Test accuracy of argmax f_y and of the Bayes rule with log Z_y estimated
+    on the reference (unlabelled train) images."""
+    log_z = column_logsumexp(scores_of(net, reference, batch)) - np.log(len(reference))
+    scores = scores_of(net, test_images, batch)
+    return {"classifier_test_accuracy": float((scores.argmax(axis=1) == test_labels).mean()),
+            "generative_test_accuracy": float(((scores - log_z + log_prior).argmax(axis=1)
+                                               == test_labels).mean()),
+            "reference_images": int(len(reference)), "test_images": int(len(test_images))}
+
+
 def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: dict,
-            net_param, batches_count: int = 20) -> dict:
+            net_param, batches_count: int = 20, test_lmdb: Optional[str] = None,
+            reference_images: int = 10000) -> dict:
     """Per-snapshot statistics (the module docstring) of one semi_gg run.
 
     net_param: the run's train net (NetParameter), for its batch sizes, scale,
@@ -213,7 +255,7 @@ def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: d
     rows = []
     try:
         for iteration in sorted(snapshots):
-            net = caffe.Net(deploy_path, snapshots[iteration], caffe.TEST)
+            net = caffe.Net(deploy_path, caffe.TEST, weights=snapshots[iteration])
             per = {"pseudo": [], "classifier": [], "agree": [], "loss": [], "ess": [],
                    "labelled_term": [], "unlabelled_term": [], "targets": []}
             for index, (images, labels, truth) in enumerate(zip(batches.images, batches.labels,
@@ -244,11 +286,19 @@ def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: d
                 "class_entropy": normalised_entropy(share),
                 **{name: float(np.mean(per[name])) for name in
                    ("loss", "ess", "labelled_term", "unlabelled_term")}})
+        final = None
+        if test_lmdb and snapshots:
+            net = caffe.Net(deploy_path, caffe.TEST, weights=snapshots[max(snapshots)])
+            reference, _ = lmdb_images(os.path.join(split_dir, "unlabelled_lmdb"),
+                                       reference_images, scale)
+            test_images, test_labels = lmdb_images(test_lmdb, 10 ** 9, scale)
+            final = dict(generative_classifier(net, batch, reference, test_images, test_labels,
+                                               log_prior), iteration=max(snapshots))
     finally:
         os.unlink(deploy_path)
     return {"format_version": FORMAT_VERSION, "run_dir": run_dir, "batches": len(batches.images),
             "labelled_batch": labelled_batch, "unlabelled_batch": unlabelled_batch,
-            "unlabeled_weight": lam, "snapshots": rows}
+            "unlabeled_weight": lam, "snapshots": rows, "final": final}
 
 
 def check_against_caffe(checker, scores, labels, result, tolerance=1e-4):
