@@ -372,9 +372,10 @@ def diagnostics_markdown(results, settings, ks, seeds) -> List[str]:
     lines += ["", "Test error (%) of the final semi GG nets read two ways: the net's arg-max "
               "argmax_y f_y(x) (the table above), and the generative model's Bayes rule "
               "argmax_y [f_y(x) - log Z_y + log rho_y], log Z_y = log mean exp f_y over the "
-              "first 10,000 unlabelled train images of the split. GG's loss and gradient are the same when a constant is "
-              "added to one class's scores, so GG does not learn the per-class offsets the "
-              "first rule depends on; the second does not depend on them.", "",
+              "first 10,000 unlabelled train images of the split. GG's loss and gradient are "
+              "the same when a constant is added to one class's scores, so GG does not learn "
+              "the per-class offsets the first rule depends on; the second does not depend on "
+              "them.", "",
               "| k | argmax f_y | Bayes rule with Z_y | seeds |", "|---:|---:|---:|---:|"]
     for k in ks:
         finals = [results[(k, s, "semi_gg")].diagnostics.get("final") for s in seeds
