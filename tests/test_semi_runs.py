@@ -149,6 +149,14 @@ def test_report_and_diagnostics(finished, tmp_path):
     assert os.stat(path).st_mtime_ns == stamp
 
 
+def test_runs_of_other_settings_are_reported_as_stale_not_dropped(finished, sandbox):
+    settings, _ = finished
+    other = settings_for(sandbox, unlabeled_weight=0.5)      # another lambda: another spec
+    result = semi_report.collect_one(other, 20, 1, "semi_gg")
+    assert result.complete and result.stale
+    assert not semi_report.collect_one(settings, 20, 1, "semi_gg").stale
+
+
 def test_eq19_recomputation_matches_caffe_and_a_wrong_one_is_caught():
     rng = np.random.default_rng(3)
     scores = rng.normal(size=(12, 4)) * 3
