@@ -131,17 +131,19 @@ def tiny(tmp_path_factory):
         paths[variant] = str(folder / ("%s.prototxt" % variant))
         with open(paths[variant], "w") as handle:
             handle.write(coupled.prototxt(TINY, variant))
-    train = coupled.build(TINY, "eq21")
-    layers = [l for l in train.layer if l.type != "Data"]
-    feed = caffe_pb2.LayerParameter(name="feed", type="Input", top=["data", "label"])
-    feed.input_param.shape.add().dim.extend([2, 1, 4, 4])
-    feed.input_param.shape.add().dim.extend([2])
-    del train.layer[:]
-    train.layer.extend([feed] + layers)
-    train_path = str(folder / "train.prototxt")
-    with open(train_path, "w") as handle:
-        handle.write(text_format.MessageToString(train))
-    net = caffe.Net(train_path, caffe.TRAIN)
+    def train_net(variant):
+        train = coupled.build(TINY, variant)
+        layers = [l for l in train.layer if l.type != "Data"]
+        feed = caffe_pb2.LayerParameter(name="feed", type="Input", top=["data", "label"])
+        feed.input_param.shape.add().dim.extend([2, 1, 4, 4])
+        feed.input_param.shape.add().dim.extend([2])
+        del train.layer[:]
+        train.layer.extend([feed] + layers)
+        path = str(folder / ("train_%s.prototxt" % variant))
+        with open(path, "w") as handle:
+            handle.write(text_format.MessageToString(train))
+        return caffe.Net(path, caffe.TRAIN)
+    net = train_net("eq21")
     rng = np.random.default_rng(7)
     for blobs in net.params.values():
         for blob in blobs:
@@ -149,6 +151,10 @@ def tiny(tmp_path_factory):
     paths["weights"] = str(folder / "tiny.caffemodel")
     net.save(paths["weights"])
     paths["params"] = {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
+    eq22 = train_net("eq22")    # no Embed layer: its blobs are ip3's weights, ip2's bias
+    copy_from_net(net, eq22)
+    paths["eq22_weights"] = str(folder / "tiny_eq22.caffemodel")
+    eq22.save(paths["eq22_weights"])
     forward = caffe.Net(paths["deploy_forward"], caffe.TEST)   # forward layers only: "disc"
     copy_from_net(net, forward)
     paths["disc_weights"] = str(folder / "tiny_disc.caffemodel")
@@ -176,6 +182,18 @@ def test_one_layer_mode_is_a_sample_then_mean_field(tiny):
     np.testing.assert_allclose(fed[1], x1, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pixels.reshape(5, -1), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(images, pixels)
+
+
+def test_an_eq22_model_gets_the_class_embedding_from_the_forward_blobs(tiny):
+    """The Eq. 22 net has no Embed layer; the deploy reverse net's Embed takes
+    W_d and b_{d-1} by their param names (ip3_w, ip2_b): with no layer
+    sampled, x^{d-1} = sigmoid(W_3[y] + b_2)."""
+    sampler = sampling.CoupledSampler(tiny["deploy_forward"], tiny["deploy_reverse"],
+                                      tiny["eq22_weights"])
+    p = tiny["params"]
+    _, _, fed = sampler.draw([0, 1, 2], 0, np.random.default_rng(0))
+    np.testing.assert_allclose(fed[0], sigmoid(p["ip3"][0] + p["ip2"][1]), rtol=1e-5, atol=1e-6)
+    assert "rev_ip3" not in sampling.trained_blobs(tiny["eq22_weights"])[0]
 
 
 def test_top_layer_samples_follow_q_of_the_class(tiny):
@@ -248,6 +266,7 @@ def test_cli_names_what_is_wrong(tiny, tmp_path):
     assert result.returncode != 0 and "give --arch" in result.stderr
     result = run("--forward-model", tiny["deploy_forward"], "--reverse-model",
                  tiny["deploy_reverse"], "--weights", tiny["disc_weights"])
-    assert result.returncode != 0 and "has no weights for rev_ip3, rev_ip2, rev_ip1" in \
-        result.stderr and "a discriminative (disc) model has no reverse net" in result.stderr
+    assert result.returncode != 0 and "has no weights for rev_ip1 (pixel_b)" in \
+        result.stderr and "a discriminative (disc) model has no trained reverse net" in \
+        result.stderr
     assert not (tmp_path / "o").exists()

@@ -166,13 +166,59 @@ def _check_file(path, what):
         raise SamplingError("%s %s does not exist" % (what, path))
 
 
-def layers_with_weights(weights: str) -> set:
-    """Names of the layers that carry blobs in a caffemodel."""
+def trained_blobs(weights: str):
+    """What a caffemodel holds: (names of the layers with blobs, {param name:
+    array} of every named param). Caffe saves each layer's blobs, shared or
+    not, with its LayerParameter, so a shared blob is found under its name
+    even where the layer that a deploy net needs was not in the trained net
+    (the Eq. 22 net has no Embed layer; its blobs, W_d and b_{d-1}, are the
+    forward net's)."""
     from caffe.proto import caffe_pb2
     net = caffe_pb2.NetParameter()
     with open(weights, "rb") as handle:
         net.ParseFromString(handle.read())
-    return {layer.name for layer in list(net.layer) + list(net.layers) if len(layer.blobs)}
+    layers, by_name = set(), {}
+    for layer in list(net.layer) + list(net.layers):
+        if not len(layer.blobs):
+            continue
+        layers.add(layer.name)
+        for i, blob in enumerate(layer.blobs):
+            if i < len(layer.param) and layer.param[i].name:
+                shape = tuple(blob.shape.dim) if blob.HasField("shape") else (
+                    blob.num, blob.channels, blob.height, blob.width)
+                by_name[layer.param[i].name] = np.asarray(blob.data, np.float32).reshape(shape)
+    return layers, by_name
+
+
+def param_names(model: str):
+    """{layer name: [param names]} of a prototxt."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    with open(model) as handle:
+        text_format.Merge(handle.read(), net)
+    return {layer.name: [p.name for p in layer.param] for layer in net.layer}
+
+
+def load_weights(net, model: str, weights: str, trained=None):
+    """Caffe's copy_from (layers by name), then the blobs of layers the
+    caffemodel lacks by their param names; returns the layers still without
+    weights, as "layer (param)" strings."""
+    layers, by_name = trained or trained_blobs(weights)
+    net.copy_from(weights)
+    names = param_names(model)
+    missing = []
+    for layer, blobs in net.params.items():
+        if layer in layers:
+            continue
+        wanted = names.get(layer, [])
+        for i, blob in enumerate(blobs):
+            name = wanted[i] if i < len(wanted) else ""
+            if name in by_name and by_name[name].size == blob.data.size:
+                blob.data[...] = by_name[name].reshape(blob.data.shape)
+            else:
+                missing.append("%s (%s)" % (layer, name or "param %d, unnamed" % i))
+    return missing
 
 
 class CoupledSampler:
@@ -185,8 +231,6 @@ class CoupledSampler:
             _check_file(path, what)
         self.forward = caffe.Net(forward_model, caffe.TEST)
         self.reverse = caffe.Net(reverse_model, caffe.TEST)
-        # Caffe would leave layers that the caffemodel lacks at their fillers, silently
-        trained = layers_with_weights(weights)
         for net, blob, path in ((self.forward, "image", forward_model),
                                 (self.reverse, "label", reverse_model)):
             if blob not in net.blobs or blob not in net.inputs:
@@ -195,16 +239,17 @@ class CoupledSampler:
         if "prob" not in self.forward.blobs:
             raise SamplingError("%s has no \"prob\" blob (the class probabilities)"
                                 % forward_model)
+        # Caffe would leave layers that the caffemodel lacks at their fillers, silently
+        trained = trained_blobs(weights)
         for net, path in ((self.forward, forward_model), (self.reverse, reverse_model)):
-            missing = [name for name, blobs in net.params.items() if name not in trained]
+            missing = load_weights(net, path, weights, trained)
             if missing:
                 raise SamplingError(
                     "%s has no weights for %s of %s: %s" % (
                         weights, ", ".join(missing), path,
-                        "a discriminative (disc) model has no reverse net; sample an eq21 or "
-                        "eq22 model" if net is self.reverse else "another architecture's model?"))
-        self.forward.copy_from(weights)
-        self.reverse.copy_from(weights)
+                        "a discriminative (disc) model has no trained reverse net; sample an "
+                        "eq21 or eq22 model" if net is self.reverse
+                        else "another architecture's model?"))
         names = list(self.reverse._layer_names)
         layers = [(name, layer.type, self.reverse.top_names[name])
                   for name, layer in zip(names, self.reverse.layers)]
