@@ -68,8 +68,60 @@ def test_sweep_trains_each_point_from_one_gg_run_and_reports(tmp_path, monkeypat
                            capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0 and len(calls.read_text().splitlines()) == 2 * 5
 
+    # a shorter budget reuses the GG and DG runs: only its switch points train,
+    # each for the rest of the 4 epochs; the criterion picks no epoch below 4
+    short = ["--seeds", "1-2", "--epochs", "6", "--budget", "4", "--points", "1,2",
+             "--criterion", "w=ess_within<0.72", "--results-dir", "results"]
+    result = subprocess.run([sys.executable, tool, "--caffe", str(caffe), *short],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = [l.split() for l in calls.read_text().splitlines() if l][2 * 5:]
+    assert len(lines) == 2 * 2
+    assert all("switch_b4/seed" in l[0] for l in lines)
+    solver = (tmp_path / "runs" / "mnist_switch_e6" / "switch_b4" / "seed1" / "epoch1" /
+              "solver.prototxt").read_text()
+    assert "max_iter: 6\n" in solver                  # 3 epochs of 2 iterations
+    report = (tmp_path / "results" / "mnist_switch.md").read_text()
+    assert "8 epochs" not in report and "4 epochs in all for every point" in report
+    assert "the test pass after epoch 4 of 6-epoch runs" in report
+    assert "| 4 (GG alone) |" in report
+    assert "| w | first epoch with test ess_within < 0.72 | none (GG), none (GG) |" in report
+
 
 def test_bad_points_are_refused(tmp_path):
     result = subprocess.run([sys.executable, TOOL, "--epochs", "10", "--points", "5,10",
                              "--report-only"], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "1..9" in result.stderr
+
+
+@pytest.mark.parametrize("approach", ["dg", "gg"])
+def test_a_shorter_run_is_the_prefix_of_a_longer_one_in_caffe(tmp_path, approach):
+    """--budget reads DG and GG alone off longer runs: with the LeNet solvers'
+    inv learning rate, a seeded 3-epoch run's test passes are those of a
+    5-epoch run, number for number (real Caffe, tiny LMDBs: 2 iterations an
+    epoch)."""
+    import shutil
+    caffe = os.path.join(BUILD, "caffe", "tools", "caffe")
+    if not os.access(caffe, os.X_OK):
+        pytest.skip("caffe not built")
+    for folder in ("solvers", "models"):
+        shutil.copytree(os.path.join(REPO, folder), tmp_path / folder)
+    write_lmdbs(tmp_path / "data" / "mnist")
+    tests = {}
+    for epochs in (3, 5):
+        settings = mnist_runs.Settings(repo=str(tmp_path), caffe=caffe,
+                                       runs_dir="runs/e%d" % epochs, total_epochs=epochs,
+                                       progress_every_s=1e9, log=lambda message: None)
+        run = (mnist_runs.dg_run if approach == "dg" else mnist_runs.gg_run)(settings, 7)
+        mnist_runs.Runner(settings).ensure(run)
+        tests[epochs] = mnist_runs.epoch_tests(run.parsed_log(settings),
+                                               settings.iterations_per_epoch)
+    assert [e for e, _ in tests[3]] == [1, 2, 3]
+    assert tests[3] == tests[5][:3]
+    # and the sweep's reading of the budget agrees with the short run's end
+    assert switch_sweep.error_at_epoch(run, settings, 3) == pytest.approx(
+        100 * (1 - tests[3][-1][1]["accuracy"]))
+    settings.total_epochs = 5
+    switch_sweep.check_budget(settings, 3)
+    with pytest.raises(ValueError, match="2..5"):
+        switch_sweep.check_budget(settings, 6)

@@ -9,7 +9,13 @@ a criterion picks that is not a sweep point.
 
   python3 tools/sweep_switch.py --seeds 1-3                      # the issue's sweep (25 epochs)
   python3 tools/sweep_switch.py --seeds 1-3 --epochs 12 --points 1,2,4,6,8,10 --jobs 2
+  python3 tools/sweep_switch.py --seeds 1-3 --epochs 12 --budget 8 --points 1,2,4,6 --jobs 2
   python3 tools/sweep_switch.py ... --report-only                # rewrite the report
+
+--budget B < --epochs sweeps GG+DG at B epochs in all and reads DG alone and
+GG alone at their test pass after epoch B (the LeNet solvers' "inv" learning
+rate ignores max_iter, so those are the B-epoch runs): one set of reference
+runs serves several budgets.
 
 Runs live in runs/mnist_switch_e<E> (see python/gencaffe/experiments/switch_sweep.py
 for the layout); re-run the same command to continue after an interruption.
@@ -59,6 +65,9 @@ def main(argv=None):
                    help="seeds, e.g. 1-3 or 1,4 (default 1-3); Caffe's random_seed")
     p.add_argument("--epochs", type=int, default=mnist_runs.TOTAL_EPOCHS,
                    help="epochs in all, the same for every point (default 25, the paper's)")
+    p.add_argument("--budget", type=int, metavar="B",
+                   help="epochs in all of each GG+DG point (default --epochs); below --epochs, "
+                        "DG alone and GG alone are their --epochs runs read after epoch B")
     p.add_argument("--points", type=parse_list, default=parse_list("1,2,4,8,12,16,20"),
                    help="switch after these GG epochs (default 1,2,4,8,12,16,20)")
     p.add_argument("--criterion", action="append", default=None, metavar="RULE",
@@ -78,32 +87,36 @@ def main(argv=None):
                    help="where mnist_switch.md and its PNGs go (default results)")
     p.add_argument("--report-only", action="store_true", help="train nothing; rewrite the report")
     args = p.parse_args(argv)
-    try:
-        switch_sweep.check_points(args.points, args.epochs)
-        criteria = [switch_sweep.parse_criterion(c) for c in (args.criterion or DEFAULT_CRITERIA)]
-    except ValueError as err:
-        raise SystemExit("error: %s" % err) from None
+    budget = args.budget or args.epochs
     settings = mnist_runs.Settings(repo=REPO, caffe=os.path.abspath(args.caffe),
                                    runs_dir=args.runs_dir or "runs/mnist_switch_e%d" % args.epochs,
                                    total_epochs=args.epochs, log=log, gpu=args.gpu)
     try:
+        switch_sweep.check_budget(settings, budget)
+        switch_sweep.check_points(args.points, budget)
+        criteria = [switch_sweep.parse_criterion(c) for c in (args.criterion or DEFAULT_CRITERIA)]
         settings.check(("dg", "gg"))
     except ValueError as err:
         raise SystemExit("error: %s" % err) from None
     command = "tools/sweep_switch.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    budget = ("The paper's schedule: 25 epochs." if args.epochs == mnist_runs.TOTAL_EPOCHS else
-              "**A shorter budget than the paper's 25 epochs: %d epochs in all for every point, "
-              "for the CPU time here**; switch points scaled accordingly." % args.epochs)
+    budget_note = ("The paper's schedule: 25 epochs." if budget == mnist_runs.TOTAL_EPOCHS else
+                   "**A shorter budget than the paper's 25 epochs: %d epochs in all for every "
+                   "point, for the CPU time here**; switch points scaled accordingly." % budget)
+    if budget < args.epochs:
+        budget_note += (" DG alone and GG alone: the test pass after epoch %d of %d-epoch runs "
+                        "(the solvers' inv learning rate ignores max_iter, so these are the "
+                        "%d-epoch runs; the diagnostics below show all %d epochs)."
+                        % (budget, args.epochs, budget, args.epochs))
     results_dir = os.path.join(REPO, args.results_dir)
     images = ("mnist_switch.png", "mnist_switch_diagnostics.png")
 
     def report():
-        results = switch_sweep.collect(settings, args.seeds, args.points)
-        switch_report.plot(results, args.points, args.epochs,
+        results = switch_sweep.collect(settings, args.seeds, args.points, budget)
+        switch_report.plot(results, args.points, budget,
                            os.path.join(results_dir, images[0]),
                            os.path.join(results_dir, images[1]))
         switch_report.write_report(os.path.join(results_dir, "mnist_switch.md"), results,
-                                   args.points, args.epochs, criteria, command, budget, images)
+                                   args.points, budget, criteria, command, budget_note, images)
         done = sum(v is not None for r in results for v in [r.dg, r.gg, *r.switch.values()])
         log("report: %d runs finished -> %s" % (done, os.path.join(results_dir,
                                                                      "mnist_switch.md")))
@@ -121,16 +134,17 @@ def main(argv=None):
 
     def switch_task(seed, epoch):
         ensure(mnist_runs.gg_run(settings, seed))          # waits for the seed's GG run
-        ensure(switch_sweep.switch_run(settings, seed, epoch))
+        ensure(switch_sweep.switch_run(settings, seed, epoch, budget))
 
     tasks += [("switch after %d seed%d" % (e, s), (lambda s=s, e=e: switch_task(s, e)))
               for s in args.seeds for e in args.points]
-    log("plan: %d seeds x (GG, DG, %d switch points), %d epochs each, %d job(s), runs in %s"
-        % (len(args.seeds), len(args.points), args.epochs, args.jobs, settings.runs_dir))
+    log("plan: %d seeds x (GG, DG: %d epochs; %d switch points, %d epochs in all), %d job(s), "
+        "runs in %s" % (len(args.seeds), args.epochs, len(args.points), budget, args.jobs,
+                        settings.runs_dir))
     failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
     # the criteria's picks that are not sweep points
     results = report()
-    extra = sorted({(r.seed, c.choose(r.gg_epochs, args.epochs)) for r in results
+    extra = sorted({(r.seed, c.choose(r.gg_epochs, budget)) for r in results
                     for c in criteria if r.gg_epochs} - {(r.seed, None) for r in results}
                    - {(r.seed, e) for r in results for e in args.points})
     if extra:

@@ -289,13 +289,14 @@ def choose_switch_epoch(gg_log, iterations_per_epoch, threshold, total_epochs=TO
     return None
 
 
-def dg_after_gg(settings, seed, switch_epoch, run_dir, label):
-    """DG tuning (the stage-2 solver) for the epochs left after switch_epoch,
-    from the GG run's snapshot of that epoch (the GG run of a seed serves
-    every switch point: it is deterministic on the CPU and snapshots each epoch)."""
+def dg_after_gg(settings, seed, switch_epoch, run_dir, label, total_epochs=None):
+    """DG tuning (the stage-2 solver) for the epochs left after switch_epoch
+    of total_epochs (default settings.total_epochs), from the GG run's snapshot
+    of that epoch (the GG run of a seed serves every switch point: it is
+    deterministic on the CPU and snapshots each epoch)."""
     gg = gg_run(settings, seed)
     return TrainingRun(label, run_dir, SOLVERS["stage2"], seed,
-                       settings.total_epochs - switch_epoch,
+                       (total_epochs or settings.total_epochs) - switch_epoch,
                        weights=gg.epoch_snapshot(settings, switch_epoch), epoch_offset=switch_epoch)
 
 

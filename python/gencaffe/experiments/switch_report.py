@@ -144,7 +144,7 @@ def write_report(path, results, points, total_epochs, criteria, command, budget_
             mean = mean_sd(errors)[0]
             lines.append("| %s | %s | %s | %s | %s | %s |" % (
                 criterion.name, criterion.describe(),
-                ", ".join("-" if ep is None else str(ep) for _, ep, _ in chosen),
+                ", ".join("none (GG)" if ep is None else str(ep) for _, ep, _ in chosen),
                 ", ".join(fmt(e) for e in errors), fmt(mean),
                 "-" if mean is None or best_mean is None else "%+.2f" % (mean - best_mean)))
         lines.append("")

@@ -6,10 +6,18 @@ Per seed, under settings.runs_dir:
     gg/seed<N>/                 GG for all epochs, a snapshot every epoch (mnist_runs)
     dg/seed<N>/                 DG for all epochs (the reference)
     switch/seed<N>/epoch<E>/    DG for the epochs after E, from GG's epoch-E snapshot
+    switch_b<B>/seed<N>/epoch<E>/   the same with a budget of B < all epochs
 
 so GG+DG switched after E epochs = the GG run's first E epochs + switch/epoch<E>,
 the same runs a GG process stopped at E and a `-weights` DG stage would have
 made (the CPU training is deterministic per seed). "GG alone" is the GG run.
+
+A budget B shorter than the reference runs (--budget) reads DG alone and GG
+alone at their test pass after epoch B: with a learning-rate policy that does
+not look at max_iter (the LeNet solvers' "inv"), the first B epochs of a
+longer seeded run are the B-epoch run, test passes included (checked by
+tests/test_switch_sweep.py on Caffe itself), so the 25- or 12-epoch
+references serve every shorter budget.
 
 A criterion is a rule on the GG run's per-epoch test diagnostics (the
 GenerativeLoss tops logged on every test pass: ess, ess_within,
@@ -29,11 +37,41 @@ from . import mnist_runs
 SWEEP_DIR = "switch"
 
 
-def switch_run(settings, seed, epoch):
+# lr policies whose rate at an iteration depends on max_iter: a shorter run
+# is then not a prefix of a longer one
+MAX_ITER_POLICIES = ("poly",)
+
+
+def sweep_dir(settings, budget=None):
+    """The switch runs' folder: switch/ at the full budget, switch_b<B>/ below it."""
+    budget = budget or settings.total_epochs
+    return os.path.join(settings.runs_dir, SWEEP_DIR if budget == settings.total_epochs
+                        else "%s_b%d" % (SWEEP_DIR, budget))
+
+
+def switch_run(settings, seed, epoch, budget=None):
+    """DG for budget - epoch epochs from the GG run's epoch-`epoch` snapshot."""
     return mnist_runs.dg_after_gg(settings, seed, epoch,
-                                  os.path.join(settings.runs_dir, SWEEP_DIR, "seed%d" % seed,
+                                  os.path.join(sweep_dir(settings, budget), "seed%d" % seed,
                                                "epoch%d" % epoch),
-                                  "switch after %d seed%d" % (epoch, seed))
+                                  "switch after %d seed%d" % (epoch, seed),
+                                  total_epochs=budget)
+
+
+def check_budget(settings, budget):
+    """A budget of 2..all epochs whose references can be read off the longer runs."""
+    if not 2 <= budget <= settings.total_epochs:
+        raise ValueError("--budget must lie in 2..%d (the reference runs' epochs), got %d"
+                         % (settings.total_epochs, budget))
+    if budget < settings.total_epochs:
+        from .. import solver_config
+        for key in ("dg", "gg"):
+            path = mnist_runs.SOLVERS[key]
+            policy = solver_config.load_solver(os.path.join(settings.repo, path)).lr_policy
+            if policy in MAX_ITER_POLICIES:
+                raise ValueError("%s uses lr_policy %r, which depends on max_iter: a budget "
+                                 "below the runs' length would not be their prefix"
+                                 % (path, policy))
 
 
 def check_points(points, total_epochs):
@@ -100,6 +138,19 @@ def final_error(run, settings) -> Optional[float]:
     return None if final is None else 100.0 * (1 - final.outputs["accuracy"])
 
 
+def error_at_epoch(run, settings, epoch) -> Optional[float]:
+    """Test error (%) of a complete run at its test pass after `epoch`, or None."""
+    if not run.is_complete(settings):
+        return None
+    if epoch == run.epochs:
+        return final_error(run, settings)
+    for e, outputs in mnist_runs.epoch_tests(run.parsed_log(settings),
+                                             settings.iterations_per_epoch):
+        if e == epoch:
+            return 100.0 * (1 - outputs["accuracy"])
+    return None
+
+
 @dataclass
 class SeedSweep:
     seed: int
@@ -109,7 +160,10 @@ class SeedSweep:
     gg_epochs: List[Tuple[int, Dict[str, float]]]   # GG's per-epoch test outputs
 
 
-def collect(settings, seeds, points) -> List[SeedSweep]:
+def collect(settings, seeds, points, budget=None) -> List[SeedSweep]:
+    """Per seed, the sweep at `budget` epochs (default all): DG and GG alone at
+    epoch `budget`, each switch point's run, the GG run's per-epoch tests."""
+    budget = budget or settings.total_epochs
     results = []
     for seed in seeds:
         gg = mnist_runs.gg_run(settings, seed)
@@ -117,16 +171,17 @@ def collect(settings, seeds, points) -> List[SeedSweep]:
         if gg.is_complete(settings):
             epochs = mnist_runs.epoch_tests(gg.parsed_log(settings), settings.iterations_per_epoch)
         switch = {}
-        for epoch in sorted(set(points) | set(extra_points(settings, seed))):
-            switch[epoch] = final_error(switch_run(settings, seed, epoch), settings)
-        results.append(SeedSweep(seed, final_error(mnist_runs.dg_run(settings, seed), settings),
-                                 final_error(gg, settings), switch, epochs))
+        for epoch in sorted(set(points) | set(extra_points(settings, seed, budget))):
+            switch[epoch] = final_error(switch_run(settings, seed, epoch, budget), settings)
+        results.append(SeedSweep(seed,
+                                 error_at_epoch(mnist_runs.dg_run(settings, seed), settings, budget),
+                                 error_at_epoch(gg, settings, budget), switch, epochs))
     return results
 
 
-def extra_points(settings, seed):
+def extra_points(settings, seed, budget=None):
     """Switch epochs trained for a criterion beyond the sweep's points."""
-    folder = os.path.join(settings.repo, settings.runs_dir, SWEEP_DIR, "seed%d" % seed)
+    folder = os.path.join(settings.repo, sweep_dir(settings, budget), "seed%d" % seed)
     if not os.path.isdir(folder):
         return []
     return [int(name[5:]) for name in os.listdir(folder)
@@ -148,15 +203,16 @@ def best_point(results, points):
 
 
 def criterion_rows(results, criteria, total_epochs):
-    """Per criterion: [(seed, chosen epoch, error at it or None)]."""
+    """Per criterion: [(seed, chosen epoch or None, test error or None)]. A
+    criterion that never fires does not switch: the result is GG alone, as
+    the Table 1 runner's auto switch does."""
     rows = {}
     for criterion in criteria:
-        rows[criterion.name] = [
-            (r.seed, criterion.choose(r.gg_epochs, total_epochs) if r.gg_epochs else None,
-             None) for r in results]
-        rows[criterion.name] = [(seed, epoch, next(r.switch.get(epoch) for r in results
-                                                   if r.seed == seed) if epoch else None)
-                                for seed, epoch, _ in rows[criterion.name]]
+        rows[criterion.name] = []
+        for r in results:
+            epoch = criterion.choose(r.gg_epochs, total_epochs) if r.gg_epochs else None
+            error = (r.switch.get(epoch) if epoch else r.gg) if r.gg_epochs else None
+            rows[criterion.name].append((r.seed, epoch, error))
     return rows
 
 
