@@ -166,3 +166,36 @@ def test_cli(tmp_path):
     assert second.returncode == 0 and "nothing to do" in second.stdout
     bad = subprocess.run(cmd[:-1] + ["--classes", "1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "--classes must be between" in bad.stderr
+
+
+def test_colour_cue_ties_the_object_hue_to_the_class_and_nothing_else():
+    import colorsys
+    import numpy as np
+    assert standin.StandinConfig(classes=4).hue_band(0) is None
+    assert standin.StandinConfig(classes=4, colour_cue=1.0).hue_band(1) == (0.25, 0.25)
+    assert standin.StandinConfig(classes=4, colour_cue=0.5).hue_band(2) == (0.5, 0.625)
+    for label in range(4):
+        band = standin.StandinConfig(classes=4, colour_cue=1.0).hue_band(label)
+        cued, free = np.random.default_rng(label), np.random.default_rng(label)
+        for _ in range(200):
+            h, s, v = colorsys.rgb_to_hsv(*(standin._random_colour(cued, hue_band=band) / 255.0))
+            h0, s0, v0 = colorsys.rgb_to_hsv(*(standin._random_colour(free) / 255.0))
+            distance = abs((h - band[0] + 0.5) % 1.0 - 0.5)
+            assert distance <= band[1] / 2 + 1e-9
+            # the same draws: saturation and value as without the cue
+            assert (s, v) == pytest.approx((s0, v0))
+    # the default set's options (and so its manifest) do not mention the cue
+    assert "colour_cue" not in standin.StandinConfig().as_dict()
+    assert standin.StandinConfig(colour_cue=0.5).as_dict()["colour_cue"] == 0.5
+    with pytest.raises(standin.StandinError, match="--colour-cue must be between 0 and 1"):
+        standin.StandinConfig(colour_cue=1.5).validate()
+
+
+def test_a_colour_cue_draws_other_objects_on_the_same_backgrounds(tmp_path, tiny_tree):
+    config = standin.StandinConfig(**dict(TINY.as_dict(), colour_cue=1.0))
+    standin.generate(str(tmp_path / "cue"), config, log=lambda _: None)
+    name = os.path.join("train", "n99000001", "n99000001_1.JPEG")
+    cued = Image.open(tmp_path / "cue" / name).convert("RGB")
+    plain = Image.open(tiny_tree / name).convert("RGB")
+    assert cued.size == plain.size and cued.tobytes() != plain.tobytes()
+    assert standin.read_manifest(str(tmp_path / "cue"))["config"]["colour_cue"] == 1.0

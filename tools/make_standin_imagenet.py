@@ -46,6 +46,10 @@ def build_parser():
     p.add_argument("--corrupt", type=int, default=d.corrupt,
                    help="deliberately corrupt extra files, cycling truncated / zero-byte / "
                         "not-an-image, alternating train and val (default %d)" % d.corrupt)
+    p.add_argument("--colour-cue", type=float, default=d.colour_cue,
+                   help="0..1: how far the object's base colour depends on the class (its hue "
+                        "drawn from a band around label/C; 1 = each class its own band); 0 = no "
+                        "pixel statistic separates the classes (default %g)" % d.colour_cue)
     p.add_argument("--seed", type=int, default=d.seed, help="seed (default %d)" % d.seed)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="worker processes (output does not depend on it; default %(default)s)")
@@ -59,7 +63,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     config = standin.StandinConfig(classes=args.classes, train_per_class=args.train_per_class,
                                    val_per_class=args.val_per_class, min_size=args.min_size,
-                                   max_size=args.max_size, corrupt=args.corrupt, seed=args.seed)
+                                   max_size=args.max_size, corrupt=args.corrupt, seed=args.seed,
+                                   colour_cue=args.colour_cue)
     bars = progress.bar_factory(not args.no_progress)
     try:
         standin.generate(args.out_dir, config, force=args.force, jobs=max(1, args.jobs),
