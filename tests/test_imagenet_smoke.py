@@ -101,8 +101,9 @@ def test_runs_use_the_committed_solvers_with_only_the_listed_overrides(data_dir,
             template = solver_config.load_solver(
                 os.path.join(REPO, "solvers", "%s_%s.prototxt" % (arch, committed)))
             assert ours.net == os.path.join(run.run_dir, "train_val.prototxt")
+            # 8 val images / test batch 8; stage 2 with another seed than stage 1
             assert (ours.max_iter, list(ours.test_iter), ours.random_seed) == (
-                run.iterations, [1], 1)  # 8 val images / test batch 8
+                run.iterations, [1], 1001 if committed == "gg_dg_stage2" else 1)
             assert ours.solver_mode == caffe_pb2.SolverParameter.CPU
             assert ours.snapshot_prefix == os.path.join(run.run_dir, arch)
             assert not ours.HasField("snapshot")
