@@ -173,8 +173,8 @@ def collect(settings, seeds, points, budget=None) -> List[SeedSweep]:
         switch = {}
         for epoch in sorted(set(points) | set(extra_points(settings, seed, budget))):
             switch[epoch] = final_error(switch_run(settings, seed, epoch, budget), settings)
-        results.append(SeedSweep(seed,
-                                 error_at_epoch(mnist_runs.dg_run(settings, seed), settings, budget),
+        dg = mnist_runs.dg_run(settings, seed)
+        results.append(SeedSweep(seed, error_at_epoch(dg, settings, budget),
                                  error_at_epoch(gg, settings, budget), switch, epochs))
     return results
 
