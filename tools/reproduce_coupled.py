@@ -21,36 +21,18 @@ Needs the MNIST LMDBs (tools/make_mnist_lmdb.py) and a built caffe.
 """
 import argparse
 import os
-import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 # pycaffe (the report's sampler) quiet; the trainings' own logs are set by caffe_runs
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
+from gencaffe.cli_args import int_list  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
-from gencaffe.experiments import coupled_runs  # noqa: E402
-
-
-def parse_seeds(text):
-    """'1-3' or '1,2,7' or '1-3,9' -> [1, 2, ...]"""
-    seeds = []
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                low, high = part.split("-")
-                seeds.extend(range(int(low), int(high) + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError("seeds must look like '1-3' or '1,4', got %r" % text)
-    if not seeds:
-        raise argparse.ArgumentTypeError("no seeds in %r" % text)
-    return seeds
+from gencaffe.experiments import caffe_runs, coupled_runs  # noqa: E402
 
 
 def parse_arms(text):
@@ -72,7 +54,7 @@ def positive_int(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1-3"),
+    parser.add_argument("--seeds", type=int_list, default=int_list("1-3"),
                         help="seeds, e.g. '1-3' or '1,4' (default: 1-3); each is Caffe's "
                              "random_seed: weight init and every Bernoulli sample")
     parser.add_argument("--arms", type=parse_arms, default=list(coupled_runs.ARMS),
@@ -134,10 +116,6 @@ def log(message):
     print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv=None):
     args = parse_args(argv)
     settings = coupled_runs.Settings(
@@ -169,41 +147,19 @@ def main(argv=None):
             log("error: %s missing; run tools/make_mnist_lmdb.py first (or give --data-dir)" % db)
             return 2
 
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     runner = coupled_runs.Runner(settings)
     if args.order == "arm":
-        tasks = [(a, s) for a in args.arms for s in args.seeds]
+        pairs = [(a, s) for a in args.arms for s in args.seeds]
     else:
-        tasks = [(a, s) for s in args.seeds for a in args.arms]
-    log("plan: %d arm-seeds, %d job(s), runs in %s" % (len(tasks), args.jobs, args.runs_dir))
-    failures = []
-    reported_after = -1
-    # No `with`: its exit would join worker threads waiting on caffe processes.
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
-    try:
-        # a worker takes the next task only when one is free: the order holds
-        pending = {pool.submit(runner.run_arm, a, s): (a, s) for a, s in tasks}
-        while pending:
-            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                a, s = pending.pop(future)
-                try:
-                    future.result()
-                except Exception as err:  # one failed run must not stop the others
-                    failures.append((a, s, err))
-                    log("FAILED %s seed%d: %s" % (a, s, err))
-                if runner.trainings_finished != reported_after:
-                    reported_after = runner.trainings_finished
-                    report()
-    except KeyboardInterrupt:
-        log("interrupted: stopping caffe (the unfinished run restarts cleanly next time)")
-        runner.registry.terminate_all()
-        os._exit(130)
-    pool.shutdown()
-    report()
+        pairs = [(a, s) for s in args.seeds for a in args.arms]
+    log("plan: %d arm-seeds, %d job(s), runs in %s" % (len(pairs), args.jobs, args.runs_dir))
+    # a worker takes the next task only when one is free: the order holds.
+    # Ctrl-C or SIGTERM stops the driver and its caffe processes (caffe_runs.drive)
+    tasks = [("%s seed%d" % (a, s), (lambda a=a, s=s: runner.run_arm(a, s))) for a, s in pairs]
+    failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
     if failures:
         log("%d arm-seed(s) failed: %s" % (len(failures), ", ".join(
-            "%s seed%d" % (a, s) for a, s, _ in failures)))
+            label for label, _ in failures)))
         return 1
     log("all done")
     return 0

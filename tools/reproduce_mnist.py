@@ -30,23 +30,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
+from gencaffe.cli_args import int_list  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
 from gencaffe.experiments import caffe_runs, mnist_report, mnist_runs  # noqa: E402
-
-
-def parse_seeds(text):
-    """'1-5' or '1,2,7' or '1-3,9' -> [1, 2, ...]"""
-    seeds = []
-    for part in text.split(","):
-        if "-" in part:
-            low, high = part.split("-")
-            seeds.extend(range(int(low), int(high) + 1))
-        elif part:
-            seeds.append(int(part))
-    if not seeds:
-        raise argparse.ArgumentTypeError("no seeds in %r" % text)
-    return seeds
 
 
 def parse_approaches(text):
@@ -61,7 +48,7 @@ def parse_approaches(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1-5"),
+    parser.add_argument("--seeds", type=int_list, default=int_list("1-5"),
                         help="seeds to run, e.g. '1-5' or '1,3,8' (default: 1-5); each is Caffe's "
                              "random_seed for weight init (the data order is the LMDB's)")
     parser.add_argument("--approaches", type=parse_approaches, default=list(mnist_runs.APPROACHES),

@@ -26,10 +26,8 @@ LMDBs (tools/make_mnist_lmdb.py) and a built caffe and pycaffe.
 """
 import argparse
 import os
-import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
@@ -37,27 +35,10 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 # their own INFO log regardless (caffe_runs)
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
+from gencaffe.cli_args import int_list  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
-from gencaffe.experiments import semi_report, semi_runs  # noqa: E402
-
-
-def parse_ints(text):
-    """'1-5' or '1,2,7' or '1-3,9' -> [1, 2, ...]"""
-    values = []
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                low, high = part.split("-")
-                values.extend(range(int(low), int(high) + 1))
-            elif part:
-                values.append(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected numbers like '1-5' or '100,600', got %r"
-                                         % text) from None
-    if not values:
-        raise argparse.ArgumentTypeError("no numbers in %r" % text)
-    return values
+from gencaffe.experiments import caffe_runs, semi_report, semi_runs  # noqa: E402
 
 
 def parse_approaches(text):
@@ -72,9 +53,9 @@ def parse_approaches(text):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ks", type=parse_ints, default=list(semi_runs.DEFAULT_KS),
+    p.add_argument("--ks", type=int_list, default=list(semi_runs.DEFAULT_KS),
                    help="numbers of labelled images (default: 100,600,1000,3000)")
-    p.add_argument("--seeds", type=parse_ints, default=parse_ints("1-5"),
+    p.add_argument("--seeds", type=int_list, default=int_list("1-5"),
                    help="seeds, e.g. '1-5' (default); each picks the labelled subset and is "
                         "Caffe's random_seed")
     p.add_argument("--approaches", type=parse_approaches, default=list(semi_runs.APPROACHES),
@@ -147,10 +128,6 @@ def log(message):
     print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv=None):
     args = parse_args(argv)
     settings = semi_runs.Settings(
@@ -188,38 +165,17 @@ def main(argv=None):
         log("error: %s" % err)
         return 2
 
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     runner = semi_runs.Runner(settings)
-    tasks = [(k, seed) for seed in args.seeds for k in args.ks]
-    failures = []
-    reported_after = -1
+    pairs = [(k, seed) for seed in args.seeds for k in args.ks]
     log("plan: %d (k, seed) pairs x %s, %d iterations each, %d job(s), runs in %s"
-        % (len(tasks), ",".join(args.approaches), settings.iterations, args.jobs, args.runs_dir))
-    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
-    try:
-        pending = {pool.submit(runner.run, k, seed, args.approaches): (k, seed)
-                   for k, seed in tasks}
-        while pending:
-            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                k, seed = pending.pop(future)
-                try:
-                    future.result()
-                except Exception as err:  # one failed run must not stop the others
-                    failures.append((k, seed, err))
-                    log("FAILED k%d seed%d: %s" % (k, seed, err))
-                if runner.trainings_finished != reported_after:
-                    reported_after = runner.trainings_finished
-                    report()
-    except KeyboardInterrupt:
-        log("interrupted: stopping caffe processes (unfinished runs restart cleanly next time)")
-        runner.registry.terminate_all()
-        os._exit(130)
-    pool.shutdown()
-    report()
+        % (len(pairs), ",".join(args.approaches), settings.iterations, args.jobs, args.runs_dir))
+    # Ctrl-C or SIGTERM stops the driver and its caffe processes (caffe_runs.drive)
+    tasks = [("k%d seed%d" % (k, seed), (lambda k=k, seed=seed: runner.run(k, seed, args.approaches)))
+             for k, seed in pairs]
+    failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
     if failures:
         log("%d (k, seed) pair(s) failed: %s" % (len(failures), ", ".join(
-            "k%d seed%d" % (k, s) for k, s, _ in failures)))
+            label for label, _ in failures)))
         return 1
     log("all done")
     return 0

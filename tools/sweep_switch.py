@@ -28,6 +28,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
+from gencaffe.cli_args import int_list  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, mnist_runs, switch_report, switch_sweep  # noqa: E402
@@ -46,14 +47,6 @@ DEFAULT_CRITERIA = ("batch-ess=ess<0.15", "within-ess=ess_within<0.5",
                     "cross-plateau=cross_weight~0.002/2", "accuracy-plateau=accuracy~0.001/2")
 
 
-def parse_list(text):
-    values = []
-    for part in text.split(","):
-        lo, sep, hi = part.partition("-")
-        values += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
-    return sorted(set(values))
-
-
 def log(message):
     print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
@@ -61,14 +54,14 @@ def log(message):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=parse_list, default=parse_list("1-3"),
+    p.add_argument("--seeds", type=int_list, default=int_list("1-3"),
                    help="seeds, e.g. 1-3 or 1,4 (default 1-3); Caffe's random_seed")
     p.add_argument("--epochs", type=int, default=mnist_runs.TOTAL_EPOCHS,
                    help="epochs in all, the same for every point (default 25, the paper's)")
     p.add_argument("--budget", type=int, metavar="B",
                    help="epochs in all of each GG+DG point (default --epochs); below --epochs, "
                         "DG alone and GG alone are their --epochs runs read after epoch B")
-    p.add_argument("--points", type=parse_list, default=parse_list("1,2,4,8,12,16,20"),
+    p.add_argument("--points", type=int_list, default=int_list("1,2,4,8,12,16,20"),
                    help="switch after these GG epochs (default 1,2,4,8,12,16,20)")
     p.add_argument("--criterion", action="append", default=None, metavar="RULE",
                    help="a switch criterion to judge: NAME=OUTPUT<THRESHOLD (switch after the "
@@ -87,6 +80,7 @@ def main(argv=None):
                    help="where mnist_switch.md and its PNGs go (default results)")
     p.add_argument("--report-only", action="store_true", help="train nothing; rewrite the report")
     args = p.parse_args(argv)
+    args.points = sorted(args.points)
     budget = args.budget or args.epochs
     settings = mnist_runs.Settings(repo=REPO, caffe=os.path.abspath(args.caffe),
                                    runs_dir=args.runs_dir or "runs/mnist_switch_e%d" % args.epochs,
