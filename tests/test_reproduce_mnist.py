@@ -184,13 +184,29 @@ def make_log(ess_by_epoch, per_epoch=10):
 
 
 def test_choose_switch_epoch():
-    choose = mnist_runs.choose_switch_epoch
-    assert choose(make_log([0.05, 0.3, 0.2, 0.09, 0.05]), 10, 0.1) == 3   # epoch 0 never counts
-    assert choose(make_log([1.0, 0.3, 0.2]), 10, 0.1) is None
-    assert choose(make_log([1.0] * 25 + [0.01]), 10, 0.1, total_epochs=25) is None  # no DG left
-    with pytest.raises(mnist_runs.RunFailed, match="ess"):
+    from gencaffe.experiments.switch_criteria import parse_criterion
+
+    def choose(log, threshold, total_epochs=25):
+        return parse_criterion("ess<%g" % threshold).choose(mnist_runs.epoch_tests(log, 10),
+                                                            total_epochs)
+    assert choose(make_log([0.05, 0.3, 0.2, 0.09, 0.05]), 0.1) == 3   # epoch 0 never counts
+    assert choose(make_log([1.0, 0.3, 0.2]), 0.1) is None
+    assert choose(make_log([1.0] * 25 + [0.01]), 0.1, total_epochs=25) is None  # no DG left
+    with pytest.raises(ValueError, match="no 'ess' test output"):
         choose(caffe_log.parse_lines(["I0 solver.cpp:347] Iteration 10, Testing net (#0)",
-                                      "I0 solver.cpp:414]     Test net output #0: loss = 1"]), 10, 0.1)
+                                      "I0 solver.cpp:414]     Test net output #0: loss = 1"]), 0.1)
+
+
+def test_auto_switch_follows_another_rule(sandbox):
+    """--switch-rule: the within-class ESS rule of the switch sweep (fake caffe:
+    ess_within = 0.9 - 0.05 x epoch, below 0.72 first after epoch 4)."""
+    settings, calls = sandbox
+    settings.switch_rule = "ess_within<0.72"
+    mnist_runs.Runner(settings).run_approach("gg_dg_auto", seed=1)
+    record = mnist_runs.read_switch_record(settings, 1)
+    assert (record["switch_epoch"], record["switch_rule"]) == (4, "ess_within<0.72")
+    assert call_lines(calls)[1].split()[1] == "runs/mnist/gg/seed1/lenet_iter_8.caffemodel"
+    assert mnist_report.collect_seed(settings, "gg_dg_auto", 1).switch_epoch == 4
 
 
 def test_table_reports_each_seed_and_mean_sd(sandbox):

@@ -103,6 +103,14 @@ def parse_args(argv=None):
                              "classes separate from q(x); it then stays just under 1/C. A threshold "
                              "at or below 1/C would hinge on that small residual, so the default "
                              "sits clearly above it")
+    parser.add_argument("--switch-rule", metavar="RULE",
+                        help="gg_dg_auto's switch rule instead of ESS < --ess-threshold: "
+                             "OUTPUT<THRESHOLD (switch after the first epoch whose GG test OUTPUT "
+                             "is below it) or OUTPUT~CHANGE/WINDOW (after the first epoch at which "
+                             "OUTPUT changed by less than CHANGE over WINDOW epochs); OUTPUT one of "
+                             "accuracy, ess, ess_within, ess_within_sd, cross_weight. Experimental: "
+                             "results/mnist_switch.md judges such rules against a sweep of fixed "
+                             "switch epochs")
     parser.add_argument("--runs-dir", default=None,
                         help="run outputs (default: REPO/runs/mnist for the paper's setup; "
                              "otherwise REPO/runs/<name>[_e<epochs>g<gg epochs>][_c<classes>]"
@@ -160,7 +168,8 @@ def make_settings(args):
     settings = mnist_runs.Settings(
         repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir="", total_epochs=args.epochs,
         gg_epochs=args.gg_epochs, epoch_iterations=args.epoch_iterations,
-        ess_threshold=args.ess_threshold, progress_every_s=args.progress_every, log=log,
+        ess_threshold=args.ess_threshold, switch_rule=args.switch_rule,
+        progress_every_s=args.progress_every, log=log,
         threads_per_job=args.threads_per_job, retries=args.retries, gpu=args.gpu,
         data_dir=repo_path(args.data_dir) if args.data_dir else mnist_runs.DEFAULT_DATA_DIR,
         train_lmdb=repo_path(args.train_lmdb) if args.train_lmdb else None,
@@ -175,6 +184,7 @@ def make_settings(args):
             "iterations), it does not change the number of epochs. Same run: --epoch-iterations "
             "%d; fewer epochs: --epochs N --gg-epochs K"
             % (settings.epoch_iterations, settings.epoch_iterations))
+    settings.switch_criterion()  # a bad --switch-rule: ValueError naming the forms
     settings.check(args.approaches)
     default_data = not (args.data_dir or args.train_lmdb or args.test_lmdb)
     tag = default_runs_tag(args, settings)

@@ -63,8 +63,7 @@ def _stages(settings, approach, seed):
         gg = mnist_runs.gg_run(settings, seed)
         if not gg.is_complete(settings):
             return None
-        switch = mnist_runs.choose_switch_epoch(gg.parsed_log(settings),
-                                                settings.iterations_per_epoch, settings.ess_threshold)
+        switch = mnist_runs.auto_switch_epoch(settings, gg)
         if switch is None:
             return [(gg, "GG", None)]
         return [(gg, "GG", switch),
@@ -196,9 +195,9 @@ def table_markdown(results, seeds, settings, command=None):
     ] + data_lines(settings) + [""]
     if "gg_dg_auto" in results:
         lines += [
-            "GG+DG auto: DG tuning starts after the first epoch whose test-set ESS fraction",
-            "(GenerativeLoss top 1) is below %g; the switch epoch is given per seed."
-            % settings.ess_threshold]
+            "GG+DG auto (experimental, beyond the paper; results/mnist_switch.md): DG tuning",
+            "starts after the %s (rule `%s`); the switch epoch is given per seed."
+            % (settings.switch_criterion().describe(), settings.switch_criterion().rule())]
     if not paper:
         lines += ["The paper column is given only for its own setup (MNIST, 25 epochs, "
                   "switch at 16, whole epochs)."]
@@ -288,8 +287,10 @@ def plot_curves(results, path, settings):
     axes[3].set(xlabel="epoch", ylabel="ESS / N", title="test ESS fraction during GG training")
     if axes[3].lines:  # log scale only with data (an empty log axis warns)
         axes[3].set_yscale("log")
-        axes[3].axhline(settings.ess_threshold, color="gray", linestyle="--", linewidth=0.8,
-                        label="auto-switch threshold %g" % settings.ess_threshold)
+        criterion = settings.switch_criterion()
+        if (criterion.output, criterion.kind) == ("ess", "below"):
+            axes[3].axhline(criterion.threshold, color="gray", linestyle="--", linewidth=0.8,
+                            label="auto-switch threshold %g" % criterion.threshold)
     plain = matplotlib.ticker.FuncFormatter(lambda value, _: "%g" % value)
     for axis in axes:
         axis.yaxis.set_major_formatter(plain)  # "2", not "2 x 10^0", on log axes

@@ -83,6 +83,7 @@ class Settings:
     gg_epochs: Optional[int] = None         # GG+DG stage 1; None: 16 of 25 (stage1_epochs)
     epoch_iterations: Optional[int] = None  # smoke runs: an "epoch" of this many iterations
     ess_threshold: float = 0.15
+    switch_rule: Optional[str] = None   # gg_dg_auto's rule (switch_criteria); None: ess<ess_threshold
     progress_every_s: float = 60.0
     log: Callable[[str], None] = print
     threads_per_job: int = 1
@@ -93,6 +94,11 @@ class Settings:
     test_lmdb: Optional[str] = None
     num_classes: int = 10          # LeNet's outputs; labels must lie in 0..num_classes-1
     _summaries: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def switch_criterion(self):
+        """gg_dg_auto's switch rule: switch_rule, or the batch ESS below ess_threshold."""
+        from .switch_criteria import parse_criterion
+        return parse_criterion(self.switch_rule or "ess<%g" % self.ess_threshold)
 
     def lmdb(self, split):
         explicit = self.train_lmdb if split == "train" else self.test_lmdb
@@ -273,22 +279,6 @@ def epoch_tests(gg_log, iterations_per_epoch):
             if t.iteration and not t.iteration % iterations_per_epoch]
 
 
-def choose_switch_epoch(gg_log, iterations_per_epoch, threshold, total_epochs=TOTAL_EPOCHS,
-                        output="ess"):
-    """First epoch e in 1..total_epochs-1 whose test-pass `output` (a
-    GenerativeLoss diagnostic top: by default the batch ESS fraction) is below
-    threshold, or None. Epoch 0 (the untrained net) is never a switch point, and
-    switching at the last epoch would leave no DG stage."""
-    for epoch, outputs in epoch_tests(gg_log, iterations_per_epoch):
-        value = outputs.get(output)
-        if value is None:
-            raise RunFailed("the GG log has no '%s' test output; is that GenerativeLoss "
-                            "top in the net?" % output)
-        if epoch < total_epochs and value < threshold:
-            return epoch
-    return None
-
-
 def dg_after_gg(settings, seed, switch_epoch, run_dir, label, total_epochs=None):
     """DG tuning (the stage-2 solver) for the epochs left after switch_epoch
     of total_epochs (default settings.total_epochs), from the GG run's snapshot
@@ -324,13 +314,13 @@ class Runner(RunnerBase):
         elif approach == "gg_dg_auto":
             gg = gg_run(settings, seed)
             self.ensure(gg)
-            switch_epoch = choose_switch_epoch(gg.parsed_log(settings),
-                                               settings.iterations_per_epoch,
-                                               settings.ess_threshold, settings.total_epochs)
+            switch_epoch = auto_switch_epoch(settings, gg)
             write_switch_record(settings, seed, switch_epoch, gg)
             if switch_epoch is None:
-                settings.log("[gg_dg_auto seed%d] test ESS never fell below %g: no switch, "
-                             "the GG run is the result" % (seed, settings.ess_threshold))
+                settings.log("[gg_dg_auto seed%d] the switch rule %s never held (%s): no "
+                             "switch, the GG run is the result"
+                             % (seed, settings.switch_criterion().rule(),
+                                settings.switch_criterion().describe()))
                 return
             settings.log("[gg_dg_auto seed%d] switching to DG after epoch %d" % (seed, switch_epoch))
             self.ensure(gg_dg_auto_stage2(settings, seed, switch_epoch))
@@ -338,8 +328,19 @@ class Runner(RunnerBase):
             raise ValueError("unknown approach %r" % approach)
 
 
+def auto_switch_epoch(settings, gg):
+    """gg_dg_auto's switch epoch from the finished GG run's per-epoch test
+    passes (settings.switch_criterion()), or None: no switch."""
+    try:
+        return settings.switch_criterion().choose(
+            epoch_tests(gg.parsed_log(settings), settings.iterations_per_epoch),
+            settings.total_epochs)
+    except ValueError as err:
+        raise RunFailed(str(err)) from None
+
+
 def write_switch_record(settings, seed, switch_epoch, gg):
-    record = {"ess_threshold": settings.ess_threshold, "switch_epoch": switch_epoch,
+    record = {"switch_rule": settings.switch_criterion().rule(), "switch_epoch": switch_epoch,
               "gg_run": gg.run_dir,
               "weights": gg.epoch_snapshot(settings, switch_epoch) if switch_epoch else None}
     path = os.path.join(settings.repo, seed_dir(settings, "gg_dg_auto", seed), SWITCH_NAME)

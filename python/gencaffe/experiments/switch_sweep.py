@@ -30,9 +30,9 @@ import math
 import os
 import statistics
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from . import mnist_runs
+from . import mnist_runs, switch_criteria
 
 SWEEP_DIR = "switch"
 
@@ -81,51 +81,9 @@ def check_points(points, total_epochs):
                          "DG stage), got %s" % (total_epochs - 1, bad))
 
 
-# ----------------------------------------------------------------- criteria
-
-@dataclass(frozen=True)
-class Criterion:
-    """Switch after the first epoch whose test `output` is below `threshold`
-    (kind "below"), or after the first epoch from which `output` has changed by
-    less than `threshold` (absolute) over the previous `window` epochs (kind
-    "plateau"). Never before epoch 1 nor at the last epoch."""
-    name: str
-    output: str
-    kind: str
-    threshold: float
-    window: int = 2
-
-    def choose(self, epochs: Sequence[Tuple[int, Dict[str, float]]], total_epochs: int):
-        values = [(e, out.get(self.output)) for e, out in epochs if 1 <= e < total_epochs]
-        if any(v is None for _, v in values):
-            raise ValueError("the GG log has no '%s' test output" % self.output)
-        for i, (epoch, value) in enumerate(values):
-            if self.kind == "below" and value < self.threshold:
-                return epoch
-            if self.kind == "plateau" and i >= self.window and \
-                    abs(value - values[i - self.window][1]) < self.threshold:
-                return epoch
-        return None
-
-    def describe(self):
-        if self.kind == "below":
-            return "first epoch with test %s < %g" % (self.output, self.threshold)
-        return ("first epoch at which test %s changed by < %g over the last %d epochs"
-                % (self.output, self.threshold, self.window))
-
-
-def parse_criterion(text):
-    """'NAME=OUTPUT<THRESHOLD' or 'NAME=OUTPUT~THRESHOLD/WINDOW' (plateau)."""
-    name, sep, rule = text.partition("=")
-    if sep and "<" in rule:
-        output, _, threshold = rule.partition("<")
-        return Criterion(name, output, "below", float(threshold))
-    if sep and "~" in rule:
-        output, _, rest = rule.partition("~")
-        threshold, _, window = rest.partition("/")
-        return Criterion(name, output, "plateau", float(threshold), int(window or 2))
-    raise ValueError("criterion %r: expected NAME=OUTPUT<THRESHOLD or "
-                     "NAME=OUTPUT~CHANGE/WINDOW" % text)
+# criteria (switch_criteria, re-exported for the sweep's callers)
+Criterion = switch_criteria.Criterion
+parse_criterion = switch_criteria.parse_criterion
 
 
 # ------------------------------------------------------------------ results
