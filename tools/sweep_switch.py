@@ -92,7 +92,9 @@ def main(argv=None):
         settings.check(("dg", "gg"))
     except ValueError as err:
         raise SystemExit("error: %s" % err) from None
-    command = "tools/sweep_switch.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # the training command (a --report-only rewrite names the runs it reads)
+    command = "tools/sweep_switch.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     budget_note = ("The paper's schedule: 25 epochs." if budget == mnist_runs.TOTAL_EPOCHS else
                    "**A shorter budget than the paper's 25 epochs: %d epochs in all for every "
                    "point, for the CPU time here**; switch points scaled accordingly." % budget)

@@ -21,8 +21,10 @@ def table_lines(results, points, total_epochs):
 
     def row(label, values):
         mean, sd = mean_sd(values)
-        return "| %s | %s | %s |" % (label, " | ".join(fmt(v) for v in values),
-                                     "-" if mean is None else "%.2f ± %.2f" % (mean, sd))
+        n = sum(v is not None for v in values)
+        summary = "-" if mean is None else "%.2f ± %.2f" % (mean, sd) if n > 1 else \
+            "%.2f (1 seed)" % mean
+        return "| %s | %s | %s |" % (label, " | ".join(fmt(v) for v in values), summary)
     lines.append(row("0 (DG alone)", [r.dg for r in results]))
     for p in sorted(set(points) | {e for r in results for e in r.switch}):
         lines.append(row(str(p) if p in points else "%d (a criterion's)" % p,
