@@ -205,7 +205,7 @@ def test_cli_end_to_end_and_resume(sandbox, monkeypatch, capsys):
     assert len(call_lines(calls)) == 4
     with pytest.raises(SystemExit):
         tool.parse_args(["--arms", "cnn_eq23"])
-    assert "unknown arm(s) ['cnn_eq23']" in capsys.readouterr().err
+    assert "unknown arm cnn_eq23; choose from dense_disc," in capsys.readouterr().err
 
 
 def test_cli_refuses_missing_lmdbs(sandbox, monkeypatch):

@@ -19,53 +19,42 @@ ones (other options or data) restarted from scratch, so the same command can
 be re-run until everything is done; a second run of a finished command
 trains nothing. Ctrl-C / SIGTERM stops the caffe processes.
 
-Defaults (10 classes, 80 train + 20 val images each, batch 16, 200
-iterations per approach) are sized for about 30-60 min on 2 CPU cores; see
-the README, "ImageNet", for measured times. Needs the CPU build (`make`).
+Defaults: 10 classes, 80 train + 20 val images each, the object colour
+tied to the class (--colour-cue 1: on the shape-and-texture-only stand-in,
+--colour-cue 0, AlexNet and ZF stayed on their initial plateau for 200
+iterations), batch 16, 400 iterations per approach, 2 trainings at once; see
+the README, "ImageNet", for the time they took and what they show. Needs the
+CPU build (`make`).
 """
 import argparse
 import os
-import signal
 import sys
-import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
-
-
-def csv_choice(choices):
-    def parse(text):
-        values = [v for v in text.split(",") if v]
-        unknown = [v for v in values if v not in choices]
-        if unknown or not values:
-            raise argparse.ArgumentTypeError("unknown %s; choose from %s"
-                                             % (",".join(unknown) or "(none)", ",".join(choices)))
-        return values
-    return parse
-
-
-def positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1, got %s" % text)
-    return value
+from gencaffe.cli_args import choice_list, log, positive_int  # noqa: E402
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--classes", type=positive, default=None,
+    data.add_argument("--classes", type=positive_int, default=None,
                       help="classes of the stand-in to draw (2..24; default 10); with "
                            "--lmdb-dir, leave it out")
-    data.add_argument("--train-per-class", type=positive, default=80,
+    data.add_argument("--train-per-class", type=positive_int, default=80,
                       help="stand-in train images per class (default %(default)s)")
-    data.add_argument("--val-per-class", type=positive, default=20,
+    data.add_argument("--val-per-class", type=positive_int, default=20,
                       help="stand-in val images per class (default %(default)s)")
     data.add_argument("--corrupt", type=int, default=4,
                       help="deliberately corrupt stand-in files, which the data tool names and "
                            "skips (default %(default)s)")
+    data.add_argument("--colour-cue", type=float, default=1.0,
+                      help="0..1: how far the stand-in objects' colour depends on the class "
+                           "(tools/make_standin_imagenet.py --colour-cue; default %(default)s: "
+                           "each class its own hue band, so that a few hundred CPU iterations "
+                           "show learning; 0 = shape and texture only, on which the nets stay "
+                           "on their initial plateau for longer than a smoke run)")
     data.add_argument("--data-seed", type=int, default=1,
                       help="seed of the stand-in drawing and of the LMDB shuffle (default 1)")
     data.add_argument("--data-dir", default="data/imagenet_smoke",
@@ -76,44 +65,44 @@ def build_parser():
                       help="use the LMDBs in this folder (train_lmdb, val_lmdb, mean.binaryproto, "
                            "classes.txt, as tools/make_imagenet_lmdb.py writes) instead of drawing "
                            "the stand-in; relative to the repo root or absolute")
-    data.add_argument("--num-classes", type=positive, default=None,
+    data.add_argument("--num-classes", type=positive_int, default=None,
                       help="class count of the nets (default: the data's classes.txt); a value "
                            "that differs from the data stops with a message")
     train = p.add_argument_group("training")
-    train.add_argument("--iterations", type=positive, default=200,
+    train.add_argument("--iterations", type=positive_int, default=400,
                        help="iterations per approach (default %(default)s); GG+DG splits them "
                             "45:25 like the committed solvers' epochs")
-    train.add_argument("--batch", type=positive, default=16,
+    train.add_argument("--batch", type=positive_int, default=16,
                        help="train batch size written into the generated nets (default "
                             "%(default)s; the paper's 256 is for a GPU)")
-    train.add_argument("--test-batch", type=positive, default=25,
+    train.add_argument("--test-batch", type=positive_int, default=25,
                        help="test batch size; test_iter covers the whole val LMDB (default "
                             "%(default)s)")
-    train.add_argument("--tests-per-run", type=positive, default=4,
+    train.add_argument("--tests-per-run", type=positive_int, default=4,
                        help="about this many test passes per run after the one at iteration "
                             "0; the interval divides the run's iterations, so that the last "
                             "iteration is tested (default %(default)s)")
-    train.add_argument("--display", type=positive, default=10,
+    train.add_argument("--display", type=positive_int, default=10,
                        help="log the train loss every N iterations (default %(default)s)")
     train.add_argument("--seed", type=int, default=1,
                        help="Caffe's random_seed (weight init, dropout) (default %(default)s)")
-    train.add_argument("--archs", type=csv_choice(("alexnet", "zf")), default=["alexnet", "zf"],
+    train.add_argument("--archs", type=choice_list(("alexnet", "zf"), "architecture"), default=["alexnet", "zf"],
                        help="comma-separated subset of alexnet,zf (default both)")
-    train.add_argument("--approaches", type=csv_choice(("dg", "gg", "gg_dg")),
+    train.add_argument("--approaches", type=choice_list(("dg", "gg", "gg_dg"), "approach"),
                        default=["dg", "gg", "gg_dg"],
                        help="comma-separated subset of dg,gg,gg_dg (default all)")
     run = p.add_argument_group("running")
     run.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools", "caffe"),
                      help="the caffe binary (default %(default)s)")
-    run.add_argument("--jobs", type=positive, default=min(2, os.cpu_count() or 1),
+    run.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
                      help="trainings at once, and worker processes of the data tools "
                           "(default %(default)s)")
     run.add_argument("--gpu", type=int, metavar="ID", default=None,
                      help="train (solver_mode GPU) and evaluate on this GPU instead of the CPU "
                           "(needs a CUDA build: --caffe and CAFFE_BUILD_DIR pointing at it)")
-    run.add_argument("--threads", type=positive, default=1,
+    run.add_argument("--threads", type=positive_int, default=1,
                      help="BLAS/OpenMP threads per caffe process (default %(default)s)")
-    run.add_argument("--eval-batch", type=positive, default=10,
+    run.add_argument("--eval-batch", type=positive_int, default=10,
                      help="images per forward pass of the 5-crop evaluation (x5 crops) "
                           "(default %(default)s)")
     run.add_argument("--runs-dir", default="runs/imagenet_smoke",
@@ -138,14 +127,6 @@ def build_parser():
     return p
 
 
-def log(message):
-    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def make_settings(args):
     from gencaffe import progress
     from gencaffe.data import standin
@@ -155,7 +136,8 @@ def make_settings(args):
                                "the data's (check it with --num-classes)")
     config = None if args.lmdb_dir else standin.StandinConfig(
         classes=args.classes or 10, train_per_class=args.train_per_class,
-        val_per_class=args.val_per_class, corrupt=args.corrupt, seed=args.data_seed)
+        val_per_class=args.val_per_class, corrupt=args.corrupt, seed=args.data_seed,
+        colour_cue=args.colour_cue)
     if config is not None:
         try:
             config.validate()
@@ -215,44 +197,33 @@ def main(argv=None):
         log("error: %s" % err)
         return 2
 
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     runner = smoke.Runner(settings, data=data)
-    failures = []
     log("plan: %d approach(es) x %d iterations, %d training(s) at once, runs in %s"
         % (len(plan), args.iterations, args.jobs, args.runs_dir))
-    # No `with`: its exit would join threads that wait on caffe (see reproduce_mnist.py).
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    tasks = [("%s %s" % plan_item, (lambda a=plan_item: runner.run_approach(*a)))
+             for plan_item in plan]
+    failures = [(label, str(err)) for label, err in
+                caffe_runs.drive(runner, tasks, args.jobs, lambda: None, log)]
+    failed = {label for label, _ in failures}
     try:
-        pending = {pool.submit(runner.run_approach, arch, approach): (arch, approach)
-                   for arch, approach in plan}
-        while pending:
-            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                arch, approach = pending.pop(future)
-                try:
-                    future.result()
-                except (caffe_runs.RunFailed, smoke.SmokeError) as err:
-                    failures.append((arch, approach))
-                    log("FAILED %s %s: %s" % (arch, approach, err))
-        pool.shutdown()
         for arch, approach in plan:
-            if (arch, approach) in failures:
-                continue
-            smoke.evaluate(settings, data, smoke.approach_runs(settings, data, arch, approach)[-1])
-    except KeyboardInterrupt:
-        log("interrupted: stopping caffe processes (unfinished runs restart cleanly next time)")
-        runner.registry.terminate_all()
-        os._exit(130)
+            if "%s %s" % (arch, approach) not in failed:
+                smoke.evaluate(settings, data,
+                               smoke.approach_runs(settings, data, arch, approach)[-1])
     except smoke.SmokeError as err:
         log("error: %s" % err)
         failures.append(("evaluation", str(err)))
+    except KeyboardInterrupt:
+        log("interrupted during the evaluation (finished ones are kept)")
+        return 130
     results = smoke.write_report(settings, data, table, plot, command, started)
     log("report: %s, %s" % (table, plot))
     for r in results:
-        if r.complete and r.loss_went_down is False:
-            log("warning: %s %s: the train loss did not go down" % (r.arch, r.approach))
+        if r.complete and r.loss_went_down(data.classes) is False:
+            log("warning: %s %s: the val loss did not go down by more than %g x ln %d"
+                % (r.arch, r.approach, smoke.LOSS_DOWN_MARGIN, data.classes))
     if failures:
-        log("%d failure(s): %s" % (len(failures), ", ".join(" ".join(f) for f in failures)))
+        log("%d failure(s): %s" % (len(failures), ", ".join(label for label, _ in failures)))
         return 1
     log("all done")
     return 0

@@ -22,33 +22,16 @@ Needs the MNIST LMDBs (tools/make_mnist_lmdb.py) and a built caffe.
 import argparse
 import os
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 # pycaffe (the report's sampler) quiet; the trainings' own logs are set by caffe_runs
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import int_list  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, log, positive_int  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, coupled_runs  # noqa: E402
-
-
-def parse_arms(text):
-    arms = [a for a in text.split(",") if a]
-    unknown = [a for a in arms if a not in coupled_runs.ARMS]
-    if unknown or not arms:
-        raise argparse.ArgumentTypeError("unknown arm(s) %s; choose from %s"
-                                         % (unknown, ",".join(coupled_runs.ARMS)))
-    return arms
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1, got %s" % text)
-    return value
 
 
 def parse_args(argv=None):
@@ -57,7 +40,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int_list, default=int_list("1-3"),
                         help="seeds, e.g. '1-3' or '1,4' (default: 1-3); each is Caffe's "
                              "random_seed: weight init and every Bernoulli sample")
-    parser.add_argument("--arms", type=parse_arms, default=list(coupled_runs.ARMS),
+    parser.add_argument("--arms", type=choice_list(coupled_runs.ARMS, "arm"),
+                        default=list(coupled_runs.ARMS),
                         help="comma-separated subset of %s (default: all, in this order)"
                              % ",".join(coupled_runs.ARMS))
     parser.add_argument("--order", choices=("arm", "seed"), default="arm",
@@ -110,10 +94,6 @@ def parse_args(argv=None):
     if args.results_dir is None:
         args.results_dir = args.runs_dir if smoke else "results"
     return args
-
-
-def log(message):
-    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def main(argv=None):

@@ -25,24 +25,14 @@ directory, and caffe runs with the repo root as its working directory.
 import argparse
 import os
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import int_list  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, log  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
 from gencaffe.experiments import caffe_runs, mnist_report, mnist_runs  # noqa: E402
-
-
-def parse_approaches(text):
-    approaches = [a for a in text.split(",") if a]
-    unknown = set(approaches) - set(mnist_runs.APPROACHES)
-    if unknown or not approaches:
-        raise argparse.ArgumentTypeError("unknown approach(es) %s; choose from %s"
-                                         % (sorted(unknown), ",".join(mnist_runs.APPROACHES)))
-    return approaches
 
 
 def parse_args(argv=None):
@@ -51,7 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int_list, default=int_list("1-5"),
                         help="seeds to run, e.g. '1-5' or '1,3,8' (default: 1-5); each is Caffe's "
                              "random_seed for weight init (the data order is the LMDB's)")
-    parser.add_argument("--approaches", type=parse_approaches, default=list(mnist_runs.APPROACHES),
+    parser.add_argument("--approaches", type=choice_list(mnist_runs.APPROACHES, "approach"),
+                        default=list(mnist_runs.APPROACHES),
                         help="comma-separated subset of %s (default: all). gg_dg_auto needs the "
                              "gg run of the same seed and trains it if missing"
                              % ",".join(mnist_runs.APPROACHES))
@@ -194,10 +185,6 @@ def make_settings(args):
     else:
         args.results_dir = "results" if default_data and tag == "mnist" else settings.runs_dir
     return settings
-
-
-def log(message):
-    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def main(argv=None):

@@ -27,7 +27,6 @@ LMDBs (tools/make_mnist_lmdb.py) and a built caffe and pycaffe.
 import argparse
 import os
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
@@ -35,19 +34,10 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 # their own INFO log regardless (caffe_runs)
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import int_list  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, log  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, semi_report, semi_runs  # noqa: E402
-
-
-def parse_approaches(text):
-    approaches = [a for a in text.split(",") if a]
-    unknown = set(approaches) - set(semi_runs.APPROACHES)
-    if unknown or not approaches:
-        raise argparse.ArgumentTypeError("unknown approach(es) %s; choose from %s"
-                                         % (sorted(unknown), ",".join(semi_runs.APPROACHES)))
-    return [a for a in semi_runs.APPROACHES if a in approaches]
 
 
 def parse_args(argv=None):
@@ -58,7 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int_list, default=int_list("1-5"),
                    help="seeds, e.g. '1-5' (default); each picks the labelled subset and is "
                         "Caffe's random_seed")
-    p.add_argument("--approaches", type=parse_approaches, default=list(semi_runs.APPROACHES),
+    p.add_argument("--approaches",
+                   type=choice_list(semi_runs.APPROACHES, "approach", canonical_order=True),
+                   default=list(semi_runs.APPROACHES),
                    help="comma-separated subset of %s (default: all)"
                         % ",".join(semi_runs.APPROACHES))
     p.add_argument("--iterations", type=int, default=3000,
@@ -122,10 +114,6 @@ def parse_args(argv=None):
     if args.evaluate_on == "holdout" and args.results_dir == "results":
         args.results_dir = args.runs_dir
     return args
-
-
-def log(message):
-    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def main(argv=None):

@@ -23,12 +23,11 @@ for the layout); re-run the same command to continue after an interruption.
 import argparse
 import os
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import int_list  # noqa: E402
+from gencaffe.cli_args import int_list, log  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, mnist_runs, switch_report, switch_sweep  # noqa: E402
@@ -45,10 +44,6 @@ from gencaffe.experiments import caffe_runs, mnist_runs, switch_report, switch_s
 #   accuracy-plateau  GG's test accuracy gained < 0.1 % over 2 epochs
 DEFAULT_CRITERIA = ("batch-ess=ess<0.15", "within-ess=ess_within<0.5",
                     "cross-plateau=cross_weight~0.002/2", "accuracy-plateau=accuracy~0.001/2")
-
-
-def log(message):
-    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def main(argv=None):

@@ -19,3 +19,34 @@ def int_list(text):
     if not values:
         raise argparse.ArgumentTypeError("no numbers in %r" % text)
     return list(dict.fromkeys(values))
+
+
+def choice_list(choices, what="value", canonical_order=False):
+    """argparse type: a comma-separated subset of `choices`, in the order given
+    (canonical_order: in the order of `choices`); unknown names refused with
+    the list of choices."""
+    def parse(text):
+        values = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+        unknown = [v for v in values if v not in choices]
+        if unknown or not values:
+            raise argparse.ArgumentTypeError("unknown %s %s; choose from %s" % (
+                what, ",".join(unknown) or "(none given)", ",".join(choices)))
+        return [c for c in choices if c in values] if canonical_order else values
+    return parse
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1, got %s" % text)
+    return value
+
+
+def log(message):
+    """The runners' progress line: HH:MM:SS message, flushed."""
+    import time
+    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
