@@ -3,11 +3,14 @@ with the real caffe at a tiny size; resumability of the runner; bad inputs; and
 issue 12 item 2: a `caffe train` of a committed ImageNet solver killed after a
 snapshot and resumed with -snapshot continues where it stopped.
 
-No size that fits a test shows the train loss going down: with the committed
-solvers (base_lr 0.01) and AlexNet's/ZF's initialisation, the nets stay on their
-initial plateau (loss ~ ln C) for hundreds of iterations (measured: README,
-"ImageNet"), so the pipeline test checks the mechanics and that the losses are
-logged and finite, not learning."""
+The pipeline test checks the mechanics at 8 iterations; learning needs more:
+with the committed solvers (base_lr 0.01) and AlexNet's initialisation the
+loss leaves its plateau (ln C) slowly, and on the shape-and-texture-only
+stand-in not within a few hundred iterations (README, "ImageNet"). The
+smallest run found that shows AlexNet learning is test_alexnet_dg_learns:
+4 classes with the colour cue, batch 16, 120 iterations (~2 min). GG at that
+size does not show it (its val loss moved by less than the margin), and is
+not asserted; results/imagenet_smoke.md has the full-size picture."""
 import json
 import os
 import re
@@ -34,7 +37,7 @@ OVERRIDDEN = ("net", "max_iter", "test_iter", "test_interval", "display", "snaps
 
 # 4 classes, 6 train + 2 val images each (+ 2 corrupt files the data tool skips);
 # AlexNet, batch 4, 8 iterations per approach (GG+DG: 5 + 3).
-TINY = dict(classes=4, train_per_class=6, val_per_class=2, corrupt=2)
+TINY = dict(classes=4, train_per_class=6, val_per_class=2, corrupt=2, colour_cue=1.0)
 TINY_ARGS = ["--classes", "4", "--train-per-class", "6", "--val-per-class", "2", "--corrupt", "2",
              "--iterations", "8", "--batch", "4", "--test-batch", "8", "--display", "1",
              "--tests-per-run", "2", "--archs", "alexnet", "--jobs", "2", "--no-progress",
@@ -230,7 +233,9 @@ def test_pipeline_resumes_after_a_kill_and_then_is_a_no_op(data_dir, tmp_path):
             assert [x for x, _ in stage.curve] == list(range(stage.curve[0][0],
                                                              stage.curve[-1][0] + 1))
             assert all(abs(loss) < 100 for _, loss in stage.curve)
-        assert r.loss_went_down in (True, False)
+        assert r.loss_went_down(4) in (True, False)
+        assert all(s.first_val_loss is not None and s.last_val_loss is not None
+                   for s in r.stages)
         assert r.iterations == 8 and 0 <= r.top1_error <= 100
         # a test pass at the end of every run (stage 1 at 5, stage 2 at 3 = 8)
         assert [t[0] for t in r.test_curve] == ([0, 4, 8] if r.approach != "gg_dg"
@@ -300,3 +305,23 @@ def test_killed_training_resumes_from_its_snapshot(data_dir, tmp_path):
     assert resumed.finished
     assert resumed.snapshots[-1] == "%s_iter_9.caffemodel" % prefix
     assert os.path.getsize("%s_iter_9.caffemodel" % prefix) > 0
+
+
+def test_alexnet_dg_learns_at_the_smallest_size_found(tmp_path):
+    """AlexNet DG through the committed solver on a 4-class colour-cue stand-in
+    (30 train + 5 val images a class), batch 16, 120 iterations: the val loss
+    falls by more than the report's margin (5 % of ln 4) and the last test
+    pass beats chance. Measured here (seed 1): 1.391 -> 1.178, accuracy 0.40."""
+    folder = tmp_path / "data"
+    settings = smoke.Settings(
+        repo=REPO, caffe=CAFFE, runs_dir=str(tmp_path / "runs"), lmdb_dir=str(folder / "lmdb"),
+        standin_dir=str(folder / "standin"),
+        standin=standin.StandinConfig(classes=4, train_per_class=30, val_per_class=5,
+                                      corrupt=0, colour_cue=1.0),
+        iterations=120, train_batch=16, test_batch=20, display=10, tests_per_run=4,
+        archs=("alexnet",), approaches=("dg",), log=lambda m: None)
+    smoke.run_all(settings)
+    [result] = smoke.collect(settings, smoke.check_data(settings))
+    [stage] = result.stages
+    assert result.loss_went_down(4), (stage.first_val_loss, stage.last_val_loss)
+    assert result.test_accuracy > 0.25

@@ -65,6 +65,8 @@ EVAL_NAME = "eval.5crop.json"
 # seed the stage-2 loss stays at 2.3-2.5. (`caffe train` without random_seed,
 # as the committed solvers are run, seeds from entropy: no replay.)
 STAGE2_SEED_OFFSET = 1000
+# "loss down" needs a fall of more than this fraction of ln C (the losses' scale)
+LOSS_DOWN_MARGIN = 0.05
 DATA_FILES = ("train_lmdb", "val_lmdb", "mean.binaryproto", "classes.txt")
 
 
@@ -87,7 +89,7 @@ class Settings:
     standin_dir: Optional[str] = "data/imagenet_smoke/standin"  # None: lmdb_dir is given
     standin: Optional[object] = None    # standin.StandinConfig for the stand-in to draw
     num_classes: Optional[int] = None   # the nets' class count; None = the data's
-    iterations: int = 200               # per approach; GG+DG splits it 45:25
+    iterations: int = 400               # per approach; GG+DG splits it 45:25
     train_batch: int = 16
     test_batch: int = 25
     tests_per_run: int = 4              # test passes per run besides the one at iteration 0
@@ -416,6 +418,19 @@ class StageSummary:
     first_loss: Optional[float]
     last_loss: Optional[float]       # mean of the displays in the run's final fifth
     curve: List[tuple] = field(default_factory=list)   # (approach iteration, loss)
+    first_val_loss: Optional[float] = None   # the stage's loss on the val LMDB, first pass
+    last_val_loss: Optional[float] = None    # ... and last pass
+
+    def went_down(self, margin: float) -> Optional[bool]:
+        """The val loss fell by more than `margin` (the train batches' loss
+        where there is no val loss): the val passes see the same images, centre
+        crops and no dropout each time, so their loss is free of the
+        batch-to-batch noise of the displays."""
+        if self.first_val_loss is not None and self.last_val_loss is not None:
+            return self.last_val_loss < self.first_val_loss - margin
+        if self.first_loss is not None and self.last_loss is not None:
+            return self.last_loss < self.first_loss - margin
+        return None
 
 
 @dataclass
@@ -434,10 +449,13 @@ class ApproachResult:
     eval_seconds: Optional[float] = None
     switch_iteration: Optional[int] = None
 
-    @property
-    def loss_went_down(self) -> Optional[bool]:
-        values = [s.last_loss < s.first_loss for s in self.stages
-                  if s.first_loss is not None and s.last_loss is not None]
+    def loss_went_down(self, classes: int) -> Optional[bool]:
+        """Every stage's loss went down by more than LOSS_DOWN_MARGIN x ln C
+        (StageSummary.went_down): both losses live on that scale (DG starts at
+        ln C, GG falls from 0 towards -ln C)."""
+        margin = LOSS_DOWN_MARGIN * math.log(classes)
+        values = [s.went_down(margin) for s in self.stages]
+        values = [v for v in values if v is not None]
         return all(values) if values and len(values) == len(self.stages) else None
 
 
@@ -448,7 +466,9 @@ def summarise_log(parsed, run: SmokeRun) -> StageSummary:
     tail_start = run.iterations * 0.8
     tail = [d.smoothed_loss for d in parsed.train_displays if d.iteration >= tail_start]
     last = sum(tail) / len(tail) if tail else None
-    return StageSummary(run.objective, first, last, curve)
+    val = [t.outputs["loss"] for t in parsed.tests() if "loss" in t.outputs]
+    return StageSummary(run.objective, first, last, curve, val[0] if val else None,
+                        val[-1] if len(val) > 1 else None)
 
 
 def collect(settings: Settings, data: DataInfo) -> List[ApproachResult]:
@@ -489,10 +509,12 @@ def _num(value, fmt="%.3f"):
     return "-" if value is None else fmt % value
 
 
-def _loss_cell(result: ApproachResult) -> str:
+def _loss_cell(result: ApproachResult, val=False) -> str:
     if not result.stages:
         return "-"
-    return "; ".join("%s %s → %s" % (s.objective, _num(s.first_loss), _num(s.last_loss))
+    return "; ".join("%s %s → %s" % (s.objective,
+                                     _num(s.first_val_loss if val else s.first_loss),
+                                     _num(s.last_val_loss if val else s.last_loss))
                      for s in result.stages)
 
 
@@ -538,18 +560,25 @@ def table_markdown(results, settings: Settings, data: DataInfo, command: str,
         "per caffe %d; wall time = training (all stages), then 5-crop evaluation" % (
             settings.seed, stage_seed(settings.seed, "gg_dg_stage2"), settings.threads_per_job),
         "",
-        "| net | approach | iterations | train loss, first → last | loss down | "
-        "test accuracy top-1 / top-5 | 5-crop top-1 / top-5 error % | wall time train + eval | "
-        "seed |",
-        "|---|---|---:|---|---|---|---|---|---:|",
+        "* val loss: the loss on the val LMDB (the test passes: the same images, centre "
+        "crops, no dropout) at the stage's first → last pass; **loss down** = each stage's "
+        "val loss fell by more than %g x ln %d = %.3f (stage 2 of GG+DG starts at the DG loss "
+        "of stage 1's weights)" % (LOSS_DOWN_MARGIN, data.classes,
+                                   LOSS_DOWN_MARGIN * math.log(data.classes)),
+        "",
+        "| net | approach | iterations | train loss, first → last | val loss, first → last | "
+        "loss down | test accuracy top-1 / top-5 | 5-crop top-1 / top-5 error % | "
+        "wall time train + eval | seed |",
+        "|---|---|---:|---|---|---|---|---|---|---:|",
     ]
     for r in results:
         name = catalog.architecture(r.arch).name if r.arch in catalog.ARCHITECTURES else r.arch
         if not r.complete:
-            lines.append("| %s | %s | %d | %s | - | pending | - | - | %d |" % (
-                name, APPROACH_TITLES[r.approach], r.iterations, _loss_cell(r), settings.seed))
+            lines.append("| %s | %s | %d | %s | %s | - | pending | - | - | %d |" % (
+                name, APPROACH_TITLES[r.approach], r.iterations, _loss_cell(r),
+                _loss_cell(r, val=True), settings.seed))
             continue
-        down = {True: "yes", False: "**no**", None: "-"}[r.loss_went_down]
+        down = {True: "yes", False: "**no**", None: "-"}[r.loss_went_down(data.classes)]
         accuracy = "%s / %s" % (_num(r.test_accuracy), _num(r.test_top5))
         # with 5 classes or fewer every label is in the top 5: no top-5 figure
         top5 = r.top5_error if data.classes > 5 else None
@@ -557,9 +586,9 @@ def table_markdown(results, settings: Settings, data: DataInfo, command: str,
         wall = "%.1f + %s min" % (r.train_seconds / 60.0,
                                   _num(None if r.eval_seconds is None else r.eval_seconds / 60.0,
                                        "%.1f"))
-        lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %d |" % (
-            name, APPROACH_TITLES[r.approach], r.iterations, _loss_cell(r), down, accuracy,
-            errors, wall, settings.seed))
+        lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %d |" % (
+            name, APPROACH_TITLES[r.approach], r.iterations, _loss_cell(r),
+            _loss_cell(r, val=True), down, accuracy, errors, wall, settings.seed))
     total = sum(r.train_seconds + (r.eval_seconds or 0) for r in results)
     lines += ["", "Total training + evaluation time: %.1f min (data preparation not "
               "included)." % (total / 60.0), ""]
