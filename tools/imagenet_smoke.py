@@ -167,8 +167,9 @@ def main(argv=None):
     pycaffe_path.require_caffe_pb2()
     from gencaffe.experiments import caffe_runs
     from gencaffe.experiments import imagenet_smoke as smoke
+    # the training command (a --report-only rewrite names the runs it reads)
     command = "python3 tools/imagenet_smoke.py" + "".join(
-        " " + a for a in (argv if argv is not None else sys.argv[1:]))
+        " " + a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     table = os.path.join(REPO, args.results_dir, "imagenet_smoke.md")
     plot = os.path.join(REPO, args.results_dir, "imagenet_smoke.png")
     try:

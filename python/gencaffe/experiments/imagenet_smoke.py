@@ -559,7 +559,6 @@ def table_markdown(results, settings: Settings, data: DataInfo, command: str,
         "STAGE2_SEED_OFFSET in python/gencaffe/experiments/imagenet_smoke.py); BLAS threads "
         "per caffe %d; wall time = training (all stages), then 5-crop evaluation" % (
             settings.seed, stage_seed(settings.seed, "gg_dg_stage2"), settings.threads_per_job),
-        "",
         "* val loss: the loss on the val LMDB (the test passes: the same images, centre "
         "crops, no dropout) at the stage's first → last pass; **loss down** = each stage's "
         "val loss fell by more than %g x ln %d = %.3f (stage 2 of GG+DG starts at the DG loss "
@@ -590,8 +589,9 @@ def table_markdown(results, settings: Settings, data: DataInfo, command: str,
             name, APPROACH_TITLES[r.approach], r.iterations, _loss_cell(r),
             _loss_cell(r, val=True), down, accuracy, errors, wall, settings.seed))
     total = sum(r.train_seconds + (r.eval_seconds or 0) for r in results)
-    lines += ["", "Total training + evaluation time: %.1f min (data preparation not "
-              "included)." % (total / 60.0), ""]
+    lines += ["", "Training + evaluation time summed over the runs: %.1f min (with --jobs %d "
+              "they ran %d at a time; data preparation not included)."
+              % (total / 60.0, settings.jobs, settings.jobs), ""]
     return "\n".join(lines)
 
 
