@@ -153,7 +153,7 @@ def test_runs_are_redone_when_the_data_change(sandbox):
     assert run.is_complete(settings)
     write_lmdbs(os.path.join(settings.repo, "data", "mnist"), seed=5)  # same paths, new images
     fresh = mnist_runs.Settings(**{k: getattr(settings, k) for k in (
-        "repo", "caffe", "runs_dir", "ess_threshold", "progress_every_s", "log")})
+        "repo", "caffe", "runs_dir", "switch_rule", "progress_every_s", "log")})
     assert not run.is_complete(fresh)
     mnist_runs.Runner(fresh).run_approach("dg", seed=1)
     assert len(call_lines(calls)) == 2
@@ -245,3 +245,20 @@ def test_epochs_scale_is_deprecated_and_says_what_it_does(tmp_path, capsys):
     assert settings.runs_dir.endswith("d_smoke3")
     with pytest.raises(SystemExit):
         cli.parse_args(["--epochs-scale", "0.3", "--epoch-iterations", "3"])
+
+
+def test_switch_rule_default_and_the_ess_shorthand(sandbox):
+    """gg_dg_auto's rule: the sweep's closest rule by default; --ess-threshold T
+    is the old batch-ESS rule; not both; a bad rule is named before any run."""
+    settings, _ = sandbox
+    cli = load_runner_cli()
+    base = ["--data-dir", os.path.join(settings.repo, "data", "mnist"),
+            "--caffe", settings.caffe]
+    assert cli.make_settings(cli.parse_args(base)).switch_rule == \
+        mnist_runs.DEFAULT_SWITCH_RULE == "cross_weight~0.002/2"
+    assert cli.make_settings(cli.parse_args(base + ["--ess-threshold", "0.15"])).switch_rule \
+        == "ess<0.15"
+    with pytest.raises(SystemExit):
+        cli.parse_args(base + ["--ess-threshold", "0.15", "--switch-rule", "ess<0.2"])
+    with pytest.raises(ValueError, match="criterion 'loss<1'"):
+        cli.make_settings(cli.parse_args(base + ["--switch-rule", "loss<1"]))

@@ -55,7 +55,7 @@ def sandbox(tmp_path, monkeypatch):
     caffe = make_fake_caffe(tmp_path, calls, monkeypatch)
     messages = []
     settings = mnist_runs.Settings(repo=str(tmp_path), caffe=str(caffe), runs_dir="runs/mnist",
-                                   ess_threshold=0.1, progress_every_s=1e9, log=messages.append)
+                                   switch_rule="ess<0.1", progress_every_s=1e9, log=messages.append)
     assert settings.iterations_per_epoch == 2 and settings.test_iterations == 1
     return settings, calls
 
@@ -167,7 +167,7 @@ def test_auto_switch_uses_the_gg_snapshot_of_the_first_low_ess_epoch(sandbox):
 
 def test_threshold_never_reached_means_no_switch(sandbox):
     settings, calls = sandbox
-    settings.ess_threshold = 0.001
+    settings.switch_rule = "ess<0.001"
     mnist_runs.Runner(settings).run_approach("gg_dg_auto", seed=1)
     assert mnist_runs.read_switch_record(settings, 1)["switch_epoch"] is None
     assert len(call_lines(calls)) == 1

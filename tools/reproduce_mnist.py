@@ -85,23 +85,22 @@ def parse_args(argv=None):
                         help="LeNet's class count; labels must lie in 0..N-1 (default: %(default)s)")
     parser.add_argument("--name", help="the data's name in the default runs dir, runs/NAME[_eEgG]"
                                        "[_cC][_smokeN] (default: the data folder's name)")
-    parser.add_argument("--ess-threshold", type=float, default=0.15,
-                        help="gg_dg_auto switches to DG after the first epoch whose test ESS "
-                             "fraction (mean over classes of ESS_c/N, the GenerativeLoss 'ess' top) "
-                             "is below this (default: %(default)s). The fraction starts near 1 and "
-                             "falls towards 1/C (0.1 for MNIST) as each class column's importance "
-                             "weights concentrate on that class's own ~N/C examples, i.e. as the "
-                             "classes separate from q(x); it then stays just under 1/C. A threshold "
-                             "at or below 1/C would hinge on that small residual, so the default "
-                             "sits clearly above it")
-    parser.add_argument("--switch-rule", metavar="RULE",
-                        help="gg_dg_auto's switch rule instead of ESS < --ess-threshold: "
+    switch = parser.add_mutually_exclusive_group()
+    switch.add_argument("--switch-rule", metavar="RULE", default=mnist_runs.DEFAULT_SWITCH_RULE,
+                        help="gg_dg_auto's switch rule (experimental; results/mnist_switch.md "
+                             "judges rules against a sweep of fixed switch epochs): "
                              "OUTPUT<THRESHOLD (switch after the first epoch whose GG test OUTPUT "
                              "is below it) or OUTPUT~CHANGE/WINDOW (after the first epoch at which "
                              "OUTPUT changed by less than CHANGE over WINDOW epochs); OUTPUT one of "
-                             "accuracy, ess, ess_within, ess_within_sd, cross_weight. Experimental: "
-                             "results/mnist_switch.md judges such rules against a sweep of fixed "
-                             "switch epochs")
+                             "accuracy, ess, ess_within, ess_within_sd, cross_weight; a rule that "
+                             "never holds means no switch (GG throughout). Default %(default)s, "
+                             "the weight on other classes' examples settling: the rule closest to "
+                             "the best fixed switch in the sweep")
+    switch.add_argument("--ess-threshold", type=float, metavar="T",
+                        help="shorthand for --switch-rule ess<T: the batch ESS fraction (GenerativeLoss "
+                             "top 1) below T, Sec. 4.2 taken literally and this runner's rule before "
+                             "the sweep (with T = 0.15). It falls to ~1/C within the first epoch, so "
+                             "it switches after epoch 1, the worst point of the sweep")
     parser.add_argument("--runs-dir", default=None,
                         help="run outputs (default: REPO/runs/mnist for the paper's setup; "
                              "otherwise REPO/runs/<name>[_e<epochs>g<gg epochs>][_c<classes>]"
@@ -159,7 +158,8 @@ def make_settings(args):
     settings = mnist_runs.Settings(
         repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir="", total_epochs=args.epochs,
         gg_epochs=args.gg_epochs, epoch_iterations=args.epoch_iterations,
-        ess_threshold=args.ess_threshold, switch_rule=args.switch_rule,
+        switch_rule=(args.switch_rule if args.ess_threshold is None
+                     else "ess<%g" % args.ess_threshold),
         progress_every_s=args.progress_every, log=log,
         threads_per_job=args.threads_per_job, retries=args.retries, gpu=args.gpu,
         data_dir=repo_path(args.data_dir) if args.data_dir else mnist_runs.DEFAULT_DATA_DIR,
