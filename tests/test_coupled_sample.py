@@ -100,6 +100,14 @@ def test_render_lays_out_rows_with_caption_bands():
     assert picture[y + 3, x + 3] == 0 and picture[y, x] == 255   # ink dark, paper white
     with pytest.raises(ValueError, match="5 captions for 6 images"):
         grids.render(images, ["x"] * 5, n_cols=3)
+    # row labels: a column at the left, written in it, the tiles shifted right
+    labelled = grids.render(images, ["%d 0.50" % i for i in range(6)], n_cols=3, upscale=2,
+                            row_labels=["class 0", "class 1"])
+    width, height, shifted = grids.tile_layout(2, 3, 8, label_px=grids.ROW_LABEL_PX)
+    assert labelled.shape == (height, width) and shifted[0][0] == positions[0][0] + 56
+    assert (labelled[:, :grids.ROW_LABEL_PX] < 128).any()          # the labels' ink
+    with pytest.raises(ValueError, match="1 row labels for 2 rows"):
+        grids.render(images, ["x"] * 6, n_cols=3, row_labels=["class 0"])
 
 
 # ------------------------------------------------------------------ a tiny net, in Caffe
@@ -245,7 +253,8 @@ def test_cli_writes_grids_arrays_and_summary(tiny, tmp_path):
         assert summary["modes"][mode]["agreement"] == pytest.approx(agreement)
         width, height = Image.open(out / ("samples_%s.png" % mode)).size
         from gencaffe.coupled import grids
-        expected_w, expected_h, _ = grids.tile_layout(2, 4, 8, title_px=18)
+        expected_w, expected_h, _ = grids.tile_layout(2, 4, 8, title_px=18,
+                                                       label_px=grids.ROW_LABEL_PX)
         assert (width, height) == (expected_w, expected_h)
     assert "agrees with the drawn class" in result.stdout
 
