@@ -103,7 +103,9 @@ def main(argv=None):
         data_dir=args.data_dir, epochs=args.epochs, epoch_iterations=args.epoch_iterations,
         progress_every_s=args.progress_every, log=log, threads_per_job=args.threads_per_job,
         retries=args.retries, gpu=args.gpu)
-    command = "tools/reproduce_coupled.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # the training command (a --report-only rewrite names the runs it reads)
+    command = "tools/reproduce_coupled.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     results_dir = os.path.join(REPO, args.results_dir)
 
     def report():
