@@ -310,8 +310,9 @@ def test_killed_training_resumes_from_its_snapshot(data_dir, tmp_path):
 def test_alexnet_dg_learns_at_the_smallest_size_found(tmp_path):
     """AlexNet DG through the committed solver on a 4-class colour-cue stand-in
     (30 train + 5 val images a class), batch 16, 120 iterations: the val loss
-    falls by more than the report's margin (5 % of ln 4) and the last test
-    pass beats chance. Measured here (seed 1): 1.391 -> 1.178, accuracy 0.40."""
+    falls by more than the report's margin (5 % of ln 4). Measured here (seed
+    1): 1.391 -> 1.178, val accuracy 0.25 -> 0.40 (20 images, too few to
+    assert on across machines)."""
     folder = tmp_path / "data"
     settings = smoke.Settings(
         repo=REPO, caffe=CAFFE, runs_dir=str(tmp_path / "runs"), lmdb_dir=str(folder / "lmdb"),
@@ -324,4 +325,3 @@ def test_alexnet_dg_learns_at_the_smallest_size_found(tmp_path):
     [result] = smoke.collect(settings, smoke.check_data(settings))
     [stage] = result.stages
     assert result.loss_went_down(4), (stage.first_val_loss, stage.last_val_loss)
-    assert result.test_accuracy > 0.25
