@@ -223,11 +223,7 @@ def main(argv=None):
         if r.complete and r.loss_went_down(data.classes) is False:
             log("warning: %s %s: the val loss did not go down by more than %g x ln %d"
                 % (r.arch, r.approach, smoke.LOSS_DOWN_MARGIN, data.classes))
-    if failures:
-        log("%d failure(s): %s" % (len(failures), ", ".join(label for label, _ in failures)))
-        return 1
-    log("all done")
-    return 0
+    return caffe_runs.exit_status(failures, log, "task(s)")
 
 
 if __name__ == "__main__":

@@ -139,12 +139,7 @@ def main(argv=None):
     # Ctrl-C or SIGTERM stops the driver and its caffe processes (caffe_runs.drive)
     tasks = [("%s seed%d" % (a, s), (lambda a=a, s=s: runner.run_arm(a, s))) for a, s in pairs]
     failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
-    if failures:
-        log("%d arm-seed(s) failed: %s" % (len(failures), ", ".join(
-            label for label, _ in failures)))
-        return 1
-    log("all done")
-    return 0
+    return caffe_runs.exit_status(failures, log, "arm-seed(s)")
 
 
 if __name__ == "__main__":

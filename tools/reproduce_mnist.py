@@ -233,12 +233,7 @@ def main(argv=None):
               (lambda a=approach, s=seed: runner.run_approach(a, s))) for approach, seed in pairs]
     # Ctrl-C or SIGTERM (e.g. `kill PID`) stops the driver and its caffe processes
     failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
-    if failures:
-        log("%d approach-seed(s) failed: %s" % (len(failures), ", ".join(
-            label for label, _ in failures)))
-        return 1
-    log("all done")
-    return 0
+    return caffe_runs.exit_status(failures, log, "approach-seed(s)")
 
 
 if __name__ == "__main__":

@@ -161,12 +161,7 @@ def main(argv=None):
     tasks = [("k%d seed%d" % (k, seed), (lambda k=k, seed=seed: runner.run(k, seed, args.approaches)))
              for k, seed in pairs]
     failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
-    if failures:
-        log("%d (k, seed) pair(s) failed: %s" % (len(failures), ", ".join(
-            label for label, _ in failures)))
-        return 1
-    log("all done")
-    return 0
+    return caffe_runs.exit_status(failures, log, "(k, seed) pair(s)")
 
 
 if __name__ == "__main__":

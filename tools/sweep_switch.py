@@ -144,11 +144,7 @@ def main(argv=None):
         failures += caffe_runs.drive(runner, [("switch after %d seed%d" % (e, s),
                                                (lambda s=s, e=e: switch_task(s, e)))
                                               for s, e in extra], args.jobs, report, log)
-    if failures:
-        log("%d task(s) failed: %s" % (len(failures), ", ".join(l for l, _ in failures)))
-        return 1
-    log("all done")
-    return 0
+    return caffe_runs.exit_status(failures, log, "task(s)")
 
 
 if __name__ == "__main__":

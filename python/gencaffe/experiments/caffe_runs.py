@@ -302,3 +302,14 @@ def drive(runner: RunnerBase, tasks: Sequence[Tuple[str, Callable[[], object]]],
     pool.shutdown()
     report()
     return failures
+
+
+def exit_status(failures: Sequence[Tuple[str, object]], log: Callable[[str], None],
+                what: str = "task(s)") -> int:
+    """The runners' last line and exit status: the failed tasks named (1), or
+    'all done' (0). failures: [(label, error)] as drive() returns them."""
+    if failures:
+        log("%d %s failed: %s" % (len(failures), what, ", ".join(label for label, _ in failures)))
+        return 1
+    log("all done")
+    return 0

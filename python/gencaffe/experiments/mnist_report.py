@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import mnist_runs
+from .plots import plain_tick_labels
 from ..atomic_io import atomic_write
 from .. import solver_config
 from ..data import datum_check
@@ -243,7 +244,6 @@ def plot_curves(results, path, settings):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     figure, grid = plt.subplots(2, 2, figsize=(13, 9))
     axes = [grid[0][0], grid[0][1], grid[1][0], grid[1][1]]  # error, DG loss, GG loss, ESS
@@ -291,10 +291,8 @@ def plot_curves(results, path, settings):
         if (criterion.output, criterion.kind) == ("ess", "below"):
             axes[3].axhline(criterion.threshold, color="gray", linestyle="--", linewidth=0.8,
                             label="auto-switch threshold %g" % criterion.threshold)
-    plain = matplotlib.ticker.FuncFormatter(lambda value, _: "%g" % value)
     for axis in axes:
-        axis.yaxis.set_major_formatter(plain)  # "2", not "2 x 10^0", on log axes
-        axis.yaxis.set_minor_formatter(plain)
+        plain_tick_labels(axis)
         axis.grid(True, which="both", alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)

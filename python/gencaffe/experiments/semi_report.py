@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import solver_config
+from .plots import plain_tick_labels
 from ..atomic_io import atomic_write
 from . import semi_diagnostics, semi_runs
 from .caffe_runs import DONE_NAME, file_sha256
@@ -434,10 +435,7 @@ def plot_errors(results, settings, ks, seeds, approaches, path):
     ax.set_yscale("log")
     ax.set_xticks(ks)
     ax.set_xticklabels([str(k) for k in ks])
-    from matplotlib.ticker import FuncFormatter
-    plain = FuncFormatter(lambda value, _: "%g" % value)
-    ax.yaxis.set_major_formatter(plain)   # "30", not "3 x 10^1", on the log axis
-    ax.yaxis.set_minor_formatter(plain)
+    plain_tick_labels(ax)
     ax.set_xlabel("labelled images k (class-balanced)")
     ax.set_ylabel("test error % (mean ± sd over seeds; dots: seeds)")
     ax.set_title("Semi-supervised MNIST, LeNet, %d iterations per approach" % settings.iterations)
