@@ -203,6 +203,17 @@ def test_cli_end_to_end_and_resume(sandbox, monkeypatch, capsys):
     assert "| dense, Eq. 21 | 0.9505 | 0.9500 |" in open(report).read()
     assert tool.main(argv) == 0                       # a second run is a no-op
     assert len(call_lines(calls)) == 4
+    # A later command on another arm and seed: the rewritten report still holds
+    # the earlier runs, and names the command that covers them all.
+    later = ["--seeds", "3", "--arms", "dense_disc", "--epoch-iterations", "2", "--epochs", "1",
+             "--caffe", settings.caffe, "--no-samples"]
+    assert tool.main(later) == 0
+    assert len(call_lines(calls)) == 5
+    text = open(report).read()
+    assert "| dense, Eq. 21 | 0.9505 | 0.9500 | pending |" in text
+    assert "| dense, discriminative | pending | pending | 0.9495 |" in text
+    assert "Written by `tools/reproduce_coupled.py --epoch-iterations 2 --epochs 1 --caffe %s " \
+           "--no-samples --seeds 1-3 --arms dense_disc,dense_eq21,cnn_eq22`" % settings.caffe in text
     with pytest.raises(SystemExit):
         tool.parse_args(["--arms", "cnn_eq23"])
     assert "unknown arm cnn_eq23; choose from dense_disc," in capsys.readouterr().err

@@ -249,3 +249,28 @@ def test_later_stage_is_redone_when_its_input_snapshot_changes(sandbox):
     assert stage1.is_complete(settings) and not stage2.is_complete(settings)
     mnist_runs.Runner(settings).run_approach("gg_dg", seed=1)
     assert len(call_lines(calls)) == 3
+
+
+def test_a_command_on_a_subset_keeps_earlier_runs_in_the_table(sandbox, monkeypatch):
+    """reproduce_mnist.py run for DG seed 1, then for GG seed 2: the table
+    rewritten by the second holds both, and names the command covering both."""
+    import importlib.util
+    settings, calls = sandbox
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_mnist", os.path.join(REPO, "tools", "reproduce_mnist.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "REPO", settings.repo)
+    monkeypatch.chdir(settings.repo)
+    common = ["--caffe", settings.caffe, "--data-dir", "data/mnist", "--runs-dir", "runs/m",
+              "--epochs", "2"]
+    assert tool.main(common + ["--approaches", "dg", "--seeds", "1"]) == 0
+    assert tool.main(common + ["--approaches", "gg", "--seeds", "2"]) == 0
+    assert len(call_lines(calls)) == 2
+    table = open(os.path.join(settings.repo, "runs", "m", "mnist_table1.md")).read()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:3]]
+            for line in table.splitlines() if line.startswith("| DG |") or line.startswith("| GG |")}
+    assert rows["DG"][0] != "pending" and rows["DG"][1] == "pending"
+    assert rows["GG"][0] == "pending" and rows["GG"][1] != "pending"
+    assert "by `tools/reproduce_mnist.py %s --seeds 1-2 --approaches dg,gg`" % " ".join(common) \
+        in table

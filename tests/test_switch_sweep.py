@@ -87,6 +87,15 @@ def test_sweep_trains_each_point_from_one_gg_run_and_reports(tmp_path, monkeypat
     assert "| 4 (GG alone) |" in report
     assert "| w | first epoch with test ess_within < 0.72 | none (GG), none (GG) |" in report
 
+    # a --report-only rewrite for seed 1 alone still holds seed 2's runs
+    only = [a if a != "1-2" else "1" for a in short] + ["--report-only"]
+    result = subprocess.run([sys.executable, tool, "--caffe", str(caffe), *only],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rewritten = (tmp_path / "results" / "mnist_switch.md").read_text()
+    assert rewritten.split("\n")[3:] == report.split("\n")[3:]     # all but the command
+    assert "--report-only" not in rewritten and "--seeds 1-2`" in rewritten
+
 
 def test_bad_points_are_refused(tmp_path):
     result = subprocess.run([sys.executable, TOOL, "--epochs", "10", "--points", "5,10",

@@ -31,6 +31,8 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARCHS = ("alexnet", "zf")
+APPROACHES = ("dg", "gg", "gg_dg")
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe.cli_args import choice_list, log, positive_int  # noqa: E402
 
@@ -86,10 +88,10 @@ def build_parser():
                        help="log the train loss every N iterations (default %(default)s)")
     train.add_argument("--seed", type=int, default=1,
                        help="Caffe's random_seed (weight init, dropout) (default %(default)s)")
-    train.add_argument("--archs", type=choice_list(("alexnet", "zf"), "architecture"), default=["alexnet", "zf"],
+    train.add_argument("--archs", type=choice_list(ARCHS, "architecture"), default=list(ARCHS),
                        help="comma-separated subset of alexnet,zf (default both)")
-    train.add_argument("--approaches", type=choice_list(("dg", "gg", "gg_dg"), "approach"),
-                       default=["dg", "gg", "gg_dg"],
+    train.add_argument("--approaches", type=choice_list(APPROACHES, "approach"),
+                       default=list(APPROACHES),
                        help="comma-separated subset of dg,gg,gg_dg (default all)")
     run = p.add_argument_group("running")
     run.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools", "caffe"),
@@ -156,6 +158,29 @@ def make_settings(args):
         retries=args.retries, jobs=args.jobs, gpu=args.gpu)
 
 
+def report_scope(settings, args, given):
+    """(settings, command) for the report: every architecture and approach
+    with runs under --runs-dir, not only this command's, so that a run of a
+    subset does not drop earlier results; the command named covers them all."""
+    import dataclasses
+    from gencaffe.cli_args import with_options
+    from gencaffe.experiments import caffe_runs
+    root = os.path.join(REPO, args.runs_dir)
+    archs = caffe_runs.widened(args.archs, [a for a in ARCHS if os.path.isdir(
+        os.path.join(root, a))], order=ARCHS)
+    approaches = caffe_runs.widened(args.approaches, [p for a in archs for p in APPROACHES
+                                                      if os.path.isdir(os.path.join(root, a, p))],
+                                    order=APPROACHES)
+    options = {}
+    if set(archs) != set(args.archs):
+        options["--archs"] = None if len(archs) == len(ARCHS) else ",".join(archs)
+    if set(approaches) != set(args.approaches):
+        options["--approaches"] = (None if len(approaches) == len(APPROACHES)
+                                   else ",".join(approaches))
+    command = " ".join(["python3 tools/imagenet_smoke.py"] + with_options(given, options))
+    return dataclasses.replace(settings, archs=archs, approaches=approaches), command
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     # the evaluation's pycaffe runs in this process after the trainings
@@ -167,16 +192,15 @@ def main(argv=None):
     pycaffe_path.require_caffe_pb2()
     from gencaffe.experiments import caffe_runs
     from gencaffe.experiments import imagenet_smoke as smoke
-    # the training command (a --report-only rewrite names the runs it reads)
-    command = "python3 tools/imagenet_smoke.py" + "".join(
-        " " + a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     table = os.path.join(REPO, args.results_dir, "imagenet_smoke.md")
     plot = os.path.join(REPO, args.results_dir, "imagenet_smoke.png")
     try:
         settings = make_settings(args)
         if args.report_only:
             data = smoke.check_data(settings)
-            smoke.write_report(settings, data, table, plot, command)
+            scope, command = report_scope(settings, args, given)
+            smoke.write_report(scope, data, table, plot, command)
             log("report: %s, %s" % (table, plot))
             return 0
         if args.data_only:
@@ -217,7 +241,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         log("interrupted during the evaluation (finished ones are kept)")
         return 130
-    results = smoke.write_report(settings, data, table, plot, command, started)
+    scope, command = report_scope(settings, args, given)
+    results = smoke.write_report(scope, data, table, plot, command, started)
     log("report: %s, %s" % (table, plot))
     for r in results:
         if r.complete and r.loss_went_down(data.classes) is False:

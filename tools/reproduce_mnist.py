@@ -29,7 +29,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import choice_list, int_list, log  # noqa: E402
+from gencaffe.cli_args import (choice_list, int_list, int_list_text, log,  # noqa: E402
+                                with_options)
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
 from gencaffe.experiments import caffe_runs, mnist_report, mnist_runs  # noqa: E402
@@ -199,14 +200,25 @@ def main(argv=None):
         return 2
     table_path = os.path.join(REPO, args.results_dir, "mnist_table1.md")
     curves_path = os.path.join(REPO, args.results_dir, "mnist_curves.png")
-    command = "tools/reproduce_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
 
     def report():
-        results = mnist_report.write_report(settings, args.approaches, args.seeds, table_path,
+        # every approach and seed with runs on disk, not only this command's;
+        # the report names the training command that covers them all
+        approaches, seeds = caffe_runs.report_scope(
+            os.path.join(REPO, settings.runs_dir), args.approaches, mnist_runs.APPROACHES,
+            args.seeds)
+        options = {}
+        if set(seeds) != set(args.seeds):
+            options["--seeds"] = int_list_text(seeds)
+        if set(approaches) != set(args.approaches):
+            options["--approaches"] = ",".join(approaches)
+        command = " ".join(["tools/reproduce_mnist.py"] + with_options(given, options))
+        results = mnist_report.write_report(settings, approaches, seeds, table_path,
                                             curves_path, command)
         finished = sum(r.complete for rs in results.values() for r in rs)
         log("report: %d/%d approach-seeds finished -> %s, %s" % (
-            finished, len(args.approaches) * len(args.seeds), table_path, curves_path))
+            finished, len(approaches) * len(seeds), table_path, curves_path))
 
     if args.report_only:
         report()

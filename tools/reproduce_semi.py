@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 # their own INFO log regardless (caffe_runs)
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import choice_list, int_list, log  # noqa: E402
+from gencaffe.cli_args import (choice_list, int_list, int_list_text, log,  # noqa: E402
+                                with_options)
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, semi_report, semi_runs  # noqa: E402
@@ -116,6 +117,19 @@ def parse_args(argv=None):
     return args
 
 
+def report_scope(runs_dir, args):
+    """(ks, seeds, approaches) the report covers: those asked for widened by
+    the runs on disk (runs_dir/k<k>/seed<N>/<approach>), so that a command run
+    on a subset does not drop earlier commands' results from the report."""
+    ks = caffe_runs.widened(args.ks, caffe_runs.numbered_folders(runs_dir, "k"))
+    seed_dirs = {k: os.path.join(runs_dir, "k%d" % k) for k in ks}
+    seeds = caffe_runs.widened(args.seeds, [seed for k in ks for seed in
+                                            caffe_runs.numbered_folders(seed_dirs[k], "seed")])
+    found = [a for a in semi_runs.APPROACHES for k in ks for seed in seeds
+             if os.path.isdir(os.path.join(seed_dirs[k], "seed%d" % seed, a))]
+    return ks, seeds, caffe_runs.widened(args.approaches, found, order=semi_runs.APPROACHES)
+
+
 def main(argv=None):
     args = parse_args(argv)
     settings = semi_runs.Settings(
@@ -126,11 +140,19 @@ def main(argv=None):
         balanced=not args.uniform_subset, pool=args.pool or None, evaluate_on=args.evaluate_on,
         log=log, progress_every_s=args.progress_every, threads_per_job=args.threads_per_job,
         retries=args.retries, gpu=args.gpu)
-    command = "tools/reproduce_semi.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     paths = semi_report.ReportPaths.under(os.path.join(REPO, args.results_dir))
 
     def report():
-        results = semi_report.write_report(settings, args.ks, args.seeds, args.approaches, paths,
+        ks, seeds, approaches = report_scope(os.path.join(REPO, args.runs_dir), args)
+        options = {}
+        for flag, value, asked in (("--ks", ks, args.ks), ("--seeds", seeds, args.seeds)):
+            if set(value) != set(asked):
+                options[flag] = int_list_text(value)
+        if set(approaches) != set(args.approaches):
+            options["--approaches"] = ",".join(approaches)
+        command = " ".join(["tools/reproduce_semi.py"] + with_options(given, options))
+        results = semi_report.write_report(settings, ks, seeds, approaches, paths,
                                            command, diagnostic_batches=args.diagnostic_batches)
         log("report: %d/%d runs finished -> %s" % (
             sum(r.complete for r in results.values()), len(results), paths.table))

@@ -21,6 +21,40 @@ def int_list(text):
     return list(dict.fromkeys(values))
 
 
+
+def int_list_text(values):
+    """int_list's inverse: [1, 2, 3, 9] -> '1-3,9'."""
+    parts, values = [], sorted(set(values))
+    start = None
+    for index, value in enumerate(values):
+        if start is None:
+            start = value
+        if index + 1 == len(values) or values[index + 1] != value + 1:
+            parts.append(str(start) if start == value else "%d-%d" % (start, value))
+            start = None
+    return ",".join(parts)
+
+
+def with_options(argv, options):
+    """argv with each `--name value` (or `--name=value`) of `options` set to
+    options[name]: replaced where given, appended where not; a value of None
+    drops the option. For a report's command: the one that reproduces it."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    for name, value in options.items():
+        if value is not None:
+            out += [name, str(value)]
+    return out
+
+
 def choice_list(choices, what="value", canonical_order=False):
     """argparse type: a comma-separated subset of `choices`, in the order given
     (canonical_order: in the order of `choices`); unknown names refused with

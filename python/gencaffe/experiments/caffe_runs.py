@@ -313,3 +313,34 @@ def exit_status(failures: Sequence[Tuple[str, object]], log: Callable[[str], Non
         return 1
     log("all done")
     return 0
+
+
+def numbered_folders(folder: str, prefix: str) -> List[int]:
+    """The N of every sub-folder `<prefix><N>` of `folder` (e.g. seed3), sorted;
+    none if `folder` does not exist."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(name[len(prefix):]) for name in names
+                  if name.startswith(prefix) and name[len(prefix):].isdigit()
+                  and os.path.isdir(os.path.join(folder, name)))
+
+
+def widened(requested: Sequence, found: Sequence, order: Sequence = None) -> list:
+    """What a report covers: the values asked for plus those with runs on disk,
+    so that a command run on a subset (one arm, one new seed) does not drop
+    earlier commands' results from the rewritten report. In `order`'s order
+    when given (e.g. a runner's list of approaches), else sorted."""
+    union = set(requested) | set(found)
+    return [value for value in order if value in union] if order else sorted(union)
+
+
+
+def report_scope(runs_dir: str, keys: Sequence[str], all_keys: Sequence[str],
+                 seeds: Sequence[int]) -> Tuple[list, list]:
+    """(keys, seeds) a report covers for runs laid out as runs_dir/<key>/seed<N>:
+    the ones asked for widened by those with runs on disk (see widened)."""
+    found = {key: numbered_folders(os.path.join(runs_dir, key), "seed") for key in all_keys}
+    keys = widened(keys, [key for key in all_keys if found[key]], order=all_keys)
+    return keys, widened(seeds, [seed for key in keys for seed in found[key]])

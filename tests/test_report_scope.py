@@ -1,0 +1,77 @@
+"""What the runners' reports cover: the runs asked for plus those on disk
+(caffe_runs.report_scope and friends), and the command a report names
+(cli_args.int_list_text, with_options)."""
+import argparse
+import importlib.util
+import os
+
+import pytest
+
+from conftest import REPO
+from gencaffe.cli_args import int_list, int_list_text, with_options
+from gencaffe.experiments import caffe_runs
+
+
+@pytest.mark.parametrize("text", ["1", "1-3", "1-3,9", "2,4,6", "1-2,4-5,7"])
+def test_int_list_text_is_int_lists_inverse(text):
+    assert int_list_text(int_list(text)) == text
+
+
+def test_int_list_text_sorts_and_merges():
+    assert int_list_text([9, 3, 1, 2, 3]) == "1-3,9"
+
+
+def test_with_options_replaces_appends_and_drops():
+    argv = ["--seeds", "3", "--arms=a", "--jobs", "2", "--no-samples"]
+    assert with_options(argv, {"--seeds": "1-3", "--arms": None, "--order": "arm"}) == [
+        "--jobs", "2", "--no-samples", "--seeds", "1-3", "--order", "arm"]
+    assert with_options(argv, {}) == argv
+
+
+def make_runs(root, layout):
+    for path in layout:
+        os.makedirs(os.path.join(str(root), path))
+
+
+def test_report_scope_widens_by_the_runs_on_disk(tmp_path):
+    make_runs(tmp_path, ["dg/seed1", "dg/seed4", "gg/seed2", "other/seed9", "gg/seedling",
+                         "gg/seed3x"])
+    (tmp_path / "gg" / "seed7").write_text("a file, not a run")
+    assert caffe_runs.numbered_folders(str(tmp_path / "gg"), "seed") == [2]
+    assert caffe_runs.numbered_folders(str(tmp_path / "missing"), "seed") == []
+    # asked for gg seed 5 only: dg and gg (in the runner's order), seeds 1, 2, 4, 5
+    assert caffe_runs.report_scope(str(tmp_path), ["gg"], ["dg", "gg", "gg_dg"], [5]) == (
+        ["dg", "gg"], [1, 2, 4, 5])
+    assert caffe_runs.report_scope(str(tmp_path / "none"), ["gg"], ["dg", "gg"], [5]) == (
+        ["gg"], [5])
+
+
+def test_semi_report_scope_widens_ks_seeds_and_approaches(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_semi", os.path.join(REPO, "tools", "reproduce_semi.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    make_runs(tmp_path, ["k100/seed1/dg", "k100/seed2/semi_gg", "k600/seed1/semi_gg_dg"])
+    asked = argparse.Namespace(ks=[3000], seeds=[3], approaches=["semi_gg"])
+    assert tool.report_scope(str(tmp_path), asked) == (
+        [100, 600, 3000], [1, 2, 3], ["dg", "semi_gg", "semi_gg_dg"])
+
+
+def test_imagenet_smoke_report_scope_widens_archs_and_approaches(tmp_path):
+    import dataclasses
+    spec = importlib.util.spec_from_file_location(
+        "imagenet_smoke_tool", os.path.join(REPO, "tools", "imagenet_smoke.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    @dataclasses.dataclass
+    class Settings:
+        archs: list
+        approaches: list
+
+    make_runs(tmp_path, ["alexnet/dg", "alexnet/gg_dg/stage1"])
+    asked = argparse.Namespace(runs_dir=str(tmp_path), archs=["zf"], approaches=["gg"])
+    settings, command = tool.report_scope(Settings(["zf"], ["gg"]), asked,
+                                          ["--archs", "zf", "--approaches", "gg", "--jobs", "2"])
+    assert (settings.archs, settings.approaches) == (["alexnet", "zf"], ["dg", "gg", "gg_dg"])
+    assert command == "python3 tools/imagenet_smoke.py --jobs 2"
