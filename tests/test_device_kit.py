@@ -189,6 +189,7 @@ def test_gpu_checks_runs_the_kit_suite_and_pycaffe(cpu_kit, tmp_path):
     xml = (results / "gtest_generative_loss.xml").read_text()
     tests = int(re.search(r'<testsuites tests="(\d+)"', xml).group(1))
     assert tests >= 16 and 'failures="0"' in xml and "GenerativeLoss" in xml
+    assert "BernoulliSample" in xml
     summary = (results / "gtest_suite_summary.txt").read_text()
     import run_tests
     listed = subprocess.run([os.path.join(BUILD, "caffe", "test", "test.testbin"),
@@ -225,3 +226,38 @@ def test_gpu_checks_script_explains_a_missing_kit(tmp_path):
     assert run.returncode == 2 and "unknown section 'coffee'" in run.stderr
     helped = subprocess.run(["bash", script, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--sections" in helped.stdout
+
+
+LISTING = """Cuda number of devices: 0
+Current device id: 0
+AccuracyLayerTest/2.  # TypeParam = caffe::GPUDevice<float>
+  TestSetup
+  TestForward
+InnerProductLayerTest/2.  # TypeParam = caffe::GPUDevice<float>
+  TestGradientTranspose
+  TestBackwardTranspose
+CuDNNStatusTest.
+  NamesTheError
+"""
+
+
+def test_tests_from_gives_the_rest_of_a_stopped_run():
+    import run_tests
+    assert run_tests.tests_from(LISTING, "InnerProductLayerTest/2.TestGradientTranspose") == (
+        "InnerProductLayerTest/2.TestGradientTranspose:InnerProductLayerTest/2."
+        "TestBackwardTranspose:CuDNNStatusTest.NamesTheError")
+    assert run_tests.tests_from(LISTING, "AccuracyLayerTest/2.TestSetup").count(":") == 4
+    with pytest.raises(ValueError, match="'Nope.Test' is not in the listing \\(5 tests"):
+        run_tests.tests_from(LISTING, "Nope.Test")
+
+
+@needs_build
+def test_gpu_checks_names_an_unknown_first_gpu_test(cpu_kit, tmp_path):
+    env = stand_in_gpu_env(tmp_path)
+    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(cpu_kit[0]),
+                          "--sections", "suite", "--gpu-tests-from", "Nope.Test"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 1
+    assert "--gpu-tests-from: Nope.Test is not a GPU test" in (
+        tmp_path / "out" / "failures.txt").read_text()
+    assert "is not in the listing" in run.stderr

@@ -5,20 +5,24 @@
 #
 #   here:   make device-kit                      -> .device-kit/kit.tar.xz
 #   there:  bash tools/gpu_checks.sh [KIT_DIR] [--sections LIST] [--jobs N]
-#               [--suite-timeout S] [--cpu-tests-only] [--bench-repeats N]
+#               [--suite-timeout S] [--cpu-tests-only] [--gpu-tests-from TEST]
+#               [--bench-repeats N]
 #               [--mnist-seeds LIST] [--mnist-timeout S]
 #
 # Sections (--sections, comma-separated, run in the order given; default
 # env,gen,suite,engines,bench,hmc):
 #   env      what the machine has (GPU, driver, CUDA, cuDNN, Python) -> environment.txt
-#   gen      the GenerativeLoss gtests, CPU and GPU types (forward against the
-#            definition, GradientChecker for every mode, GPU = CPU on random problems)
+#   gen      our layers' gtests, CPU and GPU types: GenerativeLoss (forward
+#            against the definition, GradientChecker for every mode, GPU = CPU
+#            on random problems) and BernoulliSample
 #   suite    the whole gtest suite (upstream's + ours, cuDNN layers included):
 #            the GPU tests in one process (several processes on one GPU
 #            time-slice it, and the gradient checks' many small synchronous
 #            steps then crawl), the CPU tests split into --jobs shards beside it;
 #            a part still running after --suite-timeout seconds is stopped and
-#            counts as failed. --cpu-tests-only skips the GPU part.
+#            counts as failed. --cpu-tests-only skips the GPU part;
+#            --gpu-tests-from TEST runs the GPU part from TEST on (in the
+#            binary's order: the rest of a run that stopped at TEST).
 #   engines  tools/check_engines.py: LeNet, AlexNet, ZF on the GPU with Caffe's
 #            own CUDA layers and with cuDNN against the CPU (pycaffe)
 #   bench    tools/bench_generative_loss.py (the loss layers, caffe time) and
@@ -38,6 +42,7 @@ sections=env,gen,suite,engines,bench,hmc
 jobs=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
 suite_timeout=0
 cpu_only=0
+gpu_from=""
 bench_repeats=5
 mnist_seeds=6
 mnist_timeout=0
@@ -49,6 +54,7 @@ while [ $# -gt 0 ]; do
     --jobs) shift; number --jobs "${1:-}"; jobs=$1; [ "$jobs" -ge 1 ] || die "--jobs must be >= 1" ;;
     --suite-timeout) shift; number --suite-timeout "${1:-}"; suite_timeout=$1 ;;
     --cpu-tests-only) cpu_only=1 ;;
+    --gpu-tests-from) shift; gpu_from=${1:-}; [ -n "$gpu_from" ] || die "--gpu-tests-from needs a test name" ;;
     --bench-repeats) shift; number --bench-repeats "${1:-}"; bench_repeats=$1 ;;
     --mnist-seeds) shift; mnist_seeds=${1:-} ;;
     --mnist-timeout) shift; number --mnist-timeout "${1:-}"; mnist_timeout=$1 ;;
@@ -139,22 +145,29 @@ section_env() {
 }
 
 section_gen() {
-  section "GenerativeLoss gtests (CPU and GPU types)"
-  "$work/test.testbin" --gtest_filter='*GenerativeLoss*' \
+  section "our layers' gtests: GenerativeLoss, BernoulliSample (CPU and GPU types)"
+  "$work/test.testbin" --gtest_filter='*GenerativeLoss*:*BernoulliSample*' \
     --gtest_output="xml:$out/gtest_generative_loss.xml" > "$out/gtest_generative_loss.log" 2>&1
   grep -E '^\[  (PASSED|FAILED)  \]' "$out/gtest_generative_loss.log"
   grep -q '^\[  PASSED  \]' "$out/gtest_generative_loss.log" && \
-    ! grep -q '^\[  FAILED  \]' "$out/gtest_generative_loss.log" || fail "GenerativeLoss gtests"
+    ! grep -q '^\[  FAILED  \]' "$out/gtest_generative_loss.log" || fail "our layers' gtests (GenerativeLoss, BernoulliSample)"
 }
 
 section_suite() {
   gpu_filter=$(python3 "$repo/tools/run_tests.py" --print-gpu-filter)   # the rest run on CPU
+  cpu_filter="-$gpu_filter"
+  if [ -n "$gpu_from" ]; then
+    gpu_filter=$("$work/test.testbin" --gtest_list_tests --gtest_filter="$gpu_filter" 2>/dev/null \
+      | python3 "$repo/tools/run_tests.py" --tests-from "$gpu_from") \
+      || { fail "--gpu-tests-from: $gpu_from is not a GPU test of this binary"; return; }
+    echo "GPU part: $(tr ':' '\n' <<< "$gpu_filter" | wc -l) tests, from $gpu_from on"
+  fi
   section "the whole gtest suite: GPU tests in 1 process$([ $cpu_only = 1 ] && echo ' (skipped)'), CPU tests in $jobs shards"
   t0=$(date +%s)
   pids=(); reports=()
   for ((i = 0; i < jobs; i++)); do
     GTEST_TOTAL_SHARDS=$jobs GTEST_SHARD_INDEX=$i timeout "$suite_timeout" "$work/test.testbin" \
-      --gtest_filter="-$gpu_filter" --gtest_output="xml:$out/gtest_cpu_$i.xml" \
+      --gtest_filter="$cpu_filter" --gtest_output="xml:$out/gtest_cpu_$i.xml" \
       > "$out/gtest_cpu_$i.log" 2>&1 &
     pids+=($!); reports+=("$out/gtest_cpu_$i.xml")
   done

@@ -87,6 +87,24 @@ def sum_reports(paths):
     return 1 if failed or passed == 0 else 0
 
 
+def tests_from(listing, first):
+    """The full names of the tests in a `--gtest_list_tests` listing from
+    `first` on, in the binary's order, joined into a gtest filter: the rest of
+    a run that stopped at `first` (device time ran out)."""
+    names, suite = [], None
+    for line in listing.splitlines():
+        if not line.strip() or line.startswith(("Cuda number", "Current device")):
+            continue
+        if not line.startswith(" "):
+            suite = line.split("#")[0].strip()
+        elif suite is not None:
+            names.append(suite + line.split("#")[0].strip())
+    if first not in names:
+        raise ValueError("test %r is not in the listing (%d tests; e.g. %s)"
+                         % (first, len(names), names[0] if names else "none"))
+    return ":".join(names[names.index(first):])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,7 +119,17 @@ def main():
     parser.add_argument("--sum-junit", nargs="+", metavar="XML",
                         help="only sum these JUnit reports (e.g. gtest shards) into the closing "
                              "line; a missing report counts as 1 failure")
+    parser.add_argument("--tests-from", metavar="TEST",
+                        help="read a --gtest_list_tests listing on stdin and print the filter "
+                             "of its tests from TEST (e.g. InnerProductLayerTest/2."
+                             "TestGradientTranspose) on, to finish a run that stopped there")
     args = parser.parse_args()
+    if args.tests_from:
+        try:
+            print(tests_from(sys.stdin.read(), args.tests_from))
+        except ValueError as err:
+            sys.exit("run_tests: %s" % err)
+        return 0
     if args.print_gpu_filter:
         print(GPU_TESTS)
         return 0
