@@ -113,7 +113,7 @@ device-kit: deps $(KIT_BUILD)/CMakeCache.txt
 	$(PY) tools/device_kit.py --build $(KIT_BUILD) --out $(KIT_OUT) --python $(KIT_PYTHON) \
 	  $$(for w in $(KIT_BUILD)/wheels/*.whl; do echo --wheel $$w; done) \
 	  --add bench_nets=$(KIT_BUILD)/bench_nets \
-	  $(if $(wildcard data/mnist/mnist_train_lmdb),--add mnist=data/mnist) $(KIT_ADD)
+	  $(if $(wildcard data/mnist/mnist_train_lmdb),$(foreach s,train test,--add mnist/mnist_$(s)_lmdb=data/mnist/mnist_$(s)_lmdb)) $(KIT_ADD)
 
 demo: deps
 	$(MAKE) cpu
