@@ -160,6 +160,12 @@ def test_report_numbers_curves_and_pending_cells(sandbox, tmp_path):
     text = open(coupled_report.write_report(settings, arms, seeds, results_dir,
                                             samples=False)).read()
     assert text.rstrip().endswith("hand-written")
+    # curves: a row of panels per net with data, not an empty dense row
+    import matplotlib.image
+    curves = os.path.join(results_dir, coupled_report.CURVES_NAME)
+    two_rows = matplotlib.image.imread(curves).shape[0]
+    coupled_report.write_report(settings, ["cnn_eq22"], seeds, results_dir, samples=False)
+    assert matplotlib.image.imread(curves).shape[0] == pytest.approx(two_rows / 2, abs=2)
 
 
 def test_reverse_loss_references():

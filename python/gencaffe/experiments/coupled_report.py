@@ -177,7 +177,11 @@ def plot_curves(results, path):
     import matplotlib.pyplot as plt
     from ..atomic_io import atomic_write
     families = [("coupled_dense", "dense 512-512-10"), ("coupled_cnn", "8-layer CNN")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    # a row per net with data (both when none has: the empty figure says so)
+    families = [(arch, title) for arch, title in families
+                if any(coupled_runs.ARMS[a].arch == arch and any(r.test for r in rs)
+                       for a, rs in results.items())] or families
+    fig, axes = plt.subplots(len(families), 2, figsize=(11, 4 * len(families)), squeeze=False)
     for row, (arch, title) in enumerate(families):
         ax_acc, ax_rev = axes[row]
         colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
