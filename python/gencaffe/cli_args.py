@@ -21,7 +21,6 @@ def int_list(text):
     return list(dict.fromkeys(values))
 
 
-
 def int_list_text(values):
     """int_list's inverse: [1, 2, 3, 9] -> '1-3,9'."""
     parts, values = [], sorted(set(values))

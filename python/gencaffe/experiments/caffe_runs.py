@@ -336,7 +336,6 @@ def widened(requested: Sequence, found: Sequence, order: Sequence = None) -> lis
     return [value for value in order if value in union] if order else sorted(union)
 
 
-
 def report_scope(runs_dir: str, keys: Sequence[str], all_keys: Sequence[str],
                  seeds: Sequence[int]) -> Tuple[list, list]:
     """(keys, seeds) a report covers for runs laid out as runs_dir/<key>/seed<N>:
