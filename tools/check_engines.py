@@ -14,8 +14,8 @@ Winograd convolutions, whose rounding differs). Weights are seeded Gaussians
 The input gradient of a ReLU/max-pooling net jumps wherever a ReLU input or
 two pooling candidates lie within rounding of each other: on the CPU alone,
 scaling the input by 1 + 1e-6 N(0,1) moves ZF's gradient by 5 % of its
-largest value for one noise draw and AlexNet's by 6 % for another (the
-probabilities by 1e-6): which net is hit depends on the draw. So each engine also runs
+largest value for one draw of weights and noise and AlexNet's by 6 % for
+another (the probabilities by 1e-6): which net is hit depends on the draw. So each engine also runs
 "pinned": every layer is fed the CPU's inputs to it, not its predecessor's
 output, which gives every layer the CPU's ReLU gates and pooling choices.
 An engine passes when the probabilities, each layer's own forward output
