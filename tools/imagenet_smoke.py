@@ -158,12 +158,12 @@ def make_settings(args):
         retries=args.retries, jobs=args.jobs, gpu=args.gpu)
 
 
-def report_scope(settings, args, given):
+def report_scope(settings, args, argv):
     """(settings, command) for the report: every architecture and approach
     with runs under --runs-dir, not only this command's, so that a run of a
     subset does not drop earlier results; the command named covers them all."""
     import dataclasses
-    from gencaffe.cli_args import with_options
+    from gencaffe.cli_args import report_command
     from gencaffe.experiments import caffe_runs
     root = os.path.join(REPO, args.runs_dir)
     archs = caffe_runs.widened(args.archs, [a for a in ARCHS if os.path.isdir(
@@ -171,13 +171,9 @@ def report_scope(settings, args, given):
     approaches = caffe_runs.widened(args.approaches, [p for a in archs for p in APPROACHES
                                                       if os.path.isdir(os.path.join(root, a, p))],
                                     order=APPROACHES)
-    options = {}
-    if set(archs) != set(args.archs):
-        options["--archs"] = None if len(archs) == len(ARCHS) else ",".join(archs)
-    if set(approaches) != set(args.approaches):
-        options["--approaches"] = (None if len(approaches) == len(APPROACHES)
-                                   else ",".join(approaches))
-    command = " ".join(["python3 tools/imagenet_smoke.py"] + with_options(given, options))
+    command = report_command("python3 tools/imagenet_smoke.py", argv, {
+        "--archs": (archs, args.archs, ARCHS),
+        "--approaches": (approaches, args.approaches, APPROACHES)})
     return dataclasses.replace(settings, archs=archs, approaches=approaches), command
 
 
@@ -192,14 +188,13 @@ def main(argv=None):
     pycaffe_path.require_caffe_pb2()
     from gencaffe.experiments import caffe_runs
     from gencaffe.experiments import imagenet_smoke as smoke
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     table = os.path.join(REPO, args.results_dir, "imagenet_smoke.md")
     plot = os.path.join(REPO, args.results_dir, "imagenet_smoke.png")
     try:
         settings = make_settings(args)
         if args.report_only:
             data = smoke.check_data(settings)
-            scope, command = report_scope(settings, args, given)
+            scope, command = report_scope(settings, args, argv)
             smoke.write_report(scope, data, table, plot, command)
             log("report: %s, %s" % (table, plot))
             return 0
@@ -241,7 +236,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         log("interrupted during the evaluation (finished ones are kept)")
         return 130
-    scope, command = report_scope(settings, args, given)
+    scope, command = report_scope(settings, args, argv)
     results = smoke.write_report(scope, data, table, plot, command, started)
     log("report: %s, %s" % (table, plot))
     for r in results:

@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 # pycaffe (the report's sampler) quiet; the trainings' own logs are set by caffe_runs
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import (choice_list, int_list, int_list_text, log,  # noqa: E402
-                                positive_int, with_options)
+from gencaffe.cli_args import (choice_list, int_list, log, positive_int,  # noqa: E402
+                                report_command)
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, coupled_runs  # noqa: E402
@@ -104,7 +104,6 @@ def main(argv=None):
         data_dir=args.data_dir, epochs=args.epochs, epoch_iterations=args.epoch_iterations,
         progress_every_s=args.progress_every, log=log, threads_per_job=args.threads_per_job,
         retries=args.retries, gpu=args.gpu)
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     results_dir = os.path.join(REPO, args.results_dir)
 
     def report():
@@ -113,15 +112,12 @@ def main(argv=None):
         # report names the training command that covers them all
         arms, seeds = caffe_runs.report_scope(os.path.join(REPO, args.runs_dir), args.arms,
                                               list(coupled_runs.ARMS), args.seeds)
-        options = {}
-        if set(seeds) != set(args.seeds):
-            options["--seeds"] = int_list_text(seeds)
-        if set(arms) != set(args.arms):
-            options["--arms"] = None if len(arms) == len(coupled_runs.ARMS) else ",".join(arms)
-        command = "tools/reproduce_coupled.py " + " ".join(with_options(given, options))
+        command = report_command("tools/reproduce_coupled.py", argv, {
+            "--seeds": (seeds, args.seeds, None),
+            "--arms": (arms, args.arms, list(coupled_runs.ARMS))})
         try:
             path = coupled_report.write_report(settings, arms, seeds, results_dir,
-                                               command.strip(), samples=not args.no_samples)
+                                               command, samples=not args.no_samples)
             log("report -> %s" % path)
         except Exception as err:  # a report problem must not stop the trainings
             log("report failed: %s: %s" % (type(err).__name__, err))

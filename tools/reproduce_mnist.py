@@ -29,8 +29,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import (choice_list, int_list, int_list_text, log,  # noqa: E402
-                                with_options)
+from gencaffe.cli_args import choice_list, int_list, log, report_command  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
 from gencaffe.experiments import caffe_runs, mnist_report, mnist_runs  # noqa: E402
@@ -200,7 +199,6 @@ def main(argv=None):
         return 2
     table_path = os.path.join(REPO, args.results_dir, "mnist_table1.md")
     curves_path = os.path.join(REPO, args.results_dir, "mnist_curves.png")
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
 
     def report():
         # every approach and seed with runs on disk, not only this command's;
@@ -208,12 +206,9 @@ def main(argv=None):
         approaches, seeds = caffe_runs.report_scope(
             os.path.join(REPO, settings.runs_dir), args.approaches, mnist_runs.APPROACHES,
             args.seeds)
-        options = {}
-        if set(seeds) != set(args.seeds):
-            options["--seeds"] = int_list_text(seeds)
-        if set(approaches) != set(args.approaches):
-            options["--approaches"] = ",".join(approaches)
-        command = " ".join(["tools/reproduce_mnist.py"] + with_options(given, options))
+        command = report_command("tools/reproduce_mnist.py", argv, {
+            "--seeds": (seeds, args.seeds, None),
+            "--approaches": (approaches, args.approaches, None)})
         results = mnist_report.write_report(settings, approaches, seeds, table_path,
                                             curves_path, command)
         finished = sum(r.complete for rs in results.values() for r in rs)

@@ -34,8 +34,7 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 # their own INFO log regardless (caffe_runs)
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import (choice_list, int_list, int_list_text, log,  # noqa: E402
-                                with_options)
+from gencaffe.cli_args import choice_list, int_list, log, report_command  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, semi_report, semi_runs  # noqa: E402
@@ -140,18 +139,13 @@ def main(argv=None):
         balanced=not args.uniform_subset, pool=args.pool or None, evaluate_on=args.evaluate_on,
         log=log, progress_every_s=args.progress_every, threads_per_job=args.threads_per_job,
         retries=args.retries, gpu=args.gpu)
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     paths = semi_report.ReportPaths.under(os.path.join(REPO, args.results_dir))
 
     def report():
         ks, seeds, approaches = report_scope(os.path.join(REPO, args.runs_dir), args)
-        options = {}
-        for flag, value, asked in (("--ks", ks, args.ks), ("--seeds", seeds, args.seeds)):
-            if set(value) != set(asked):
-                options[flag] = int_list_text(value)
-        if set(approaches) != set(args.approaches):
-            options["--approaches"] = ",".join(approaches)
-        command = " ".join(["tools/reproduce_semi.py"] + with_options(given, options))
+        command = report_command("tools/reproduce_semi.py", argv, {
+            "--ks": (ks, args.ks, None), "--seeds": (seeds, args.seeds, None),
+            "--approaches": (approaches, args.approaches, None)})
         results = semi_report.write_report(settings, ks, seeds, approaches, paths,
                                            command, diagnostic_batches=args.diagnostic_batches)
         log("report: %d/%d runs finished -> %s" % (

@@ -27,7 +27,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import int_list, int_list_text, log, with_options  # noqa: E402
+from gencaffe.cli_args import int_list, log, report_command  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import caffe_runs, mnist_runs, switch_report, switch_sweep  # noqa: E402
@@ -87,7 +87,6 @@ def main(argv=None):
         settings.check(("dg", "gg"))
     except ValueError as err:
         raise SystemExit("error: %s" % err) from None
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     budget_note = ("The paper's schedule: 25 epochs." if budget == mnist_runs.TOTAL_EPOCHS else
                    "**A shorter budget than the paper's 25 epochs: %d epochs in all for every "
                    "point, for the CPU time here**; switch points scaled accordingly." % budget)
@@ -105,8 +104,8 @@ def main(argv=None):
         # the report names the training command that covers them all
         seeds = caffe_runs.widened(args.seeds, caffe_runs.numbered_folders(
             os.path.join(REPO, switch_sweep.sweep_dir(settings, budget)), "seed"))
-        command = " ".join(["tools/sweep_switch.py"] + with_options(
-            given, {"--seeds": int_list_text(seeds)} if set(seeds) != set(args.seeds) else {}))
+        command = report_command("tools/sweep_switch.py", argv,
+                                 {"--seeds": (seeds, args.seeds, None)})
         results = switch_sweep.collect(settings, seeds, args.points, budget)
         switch_report.plot(results, args.points, budget,
                            os.path.join(results_dir, images[0]),

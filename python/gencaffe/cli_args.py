@@ -54,6 +54,28 @@ def with_options(argv, options):
     return out
 
 
+def report_command(tool, argv, scope):
+    """The command that trains everything a runner's report shows: `tool`
+    with its arguments (`argv`, default sys.argv[1:]; less --report-only), each
+    option of `scope` ({flag: (covered, asked, every)}) set to what the report
+    covers where that differs from what was asked: numbers as int_list_text
+    writes them, names comma-joined, and dropped (its default) when it covers
+    `every` choice (None: never dropped)."""
+    import sys
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    options = {}
+    for flag, (covered, asked, every) in scope.items():
+        if set(covered) == set(asked):
+            continue
+        if every is not None and set(covered) == set(every):
+            options[flag] = None
+        elif all(isinstance(value, int) for value in covered):
+            options[flag] = int_list_text(covered)
+        else:
+            options[flag] = ",".join(covered)
+    return " ".join([tool] + with_options(given, options))
+
+
 def choice_list(choices, what="value", canonical_order=False):
     """argparse type: a comma-separated subset of `choices`, in the order given
     (canonical_order: in the order of `choices`); unknown names refused with
