@@ -225,3 +225,69 @@ def _write(net_param):
     handle.write(text_format.MessageToString(net_param))
     handle.close()
     return handle.name
+
+
+# ---------------------------------------------------------------- input size (Tiny ImageNet)
+
+def test_tiny_alexnet_map_sizes_and_parameters():
+    """56x56 crops, conv1 stride 2: the maps alexnet.py documents, pool5 2x2, and
+    its parameter count (200 classes)."""
+    import caffe
+    path = catalog.committed_path(REPO, catalog.architecture("alexnet_tiny"), "deploy")
+    net = caffe.Net(path, caffe.TEST)
+    sizes = {name: net.blobs[name].data.shape[1:] for name in
+             ("data", "conv1", "pool1", "conv2", "pool2", "conv3", "conv5", "pool5", "fc8")}
+    assert sizes == {"data": (3, 56, 56), "conv1": (96, 23, 23), "pool1": (96, 11, 11),
+                     "conv2": (256, 11, 11), "pool2": (256, 5, 5), "conv3": (384, 5, 5),
+                     "conv5": (256, 5, 5), "pool5": (256, 2, 2), "fc8": (200,)}
+    count = sum(b.data.size for blobs in net.params.values() for b in blobs)
+    assert round(count / 1e6, 1) == 24.1
+
+
+def test_tiny_zf_map_sizes_and_parameters():
+    import caffe
+    path = catalog.committed_path(REPO, catalog.architecture("zf_tiny"), "deploy")
+    net = caffe.Net(path, caffe.TEST)
+    sizes = {name: net.blobs[name].data.shape[1:] for name in
+             ("data", "conv1", "pool1", "conv2", "pool2", "conv3", "conv5", "pool5", "fc8")}
+    assert sizes == {"data": (3, 56, 56), "conv1": (96, 52, 52), "pool1": (96, 26, 26),
+                     "conv2": (256, 11, 11), "pool2": (256, 5, 5), "conv3": (384, 5, 5),
+                     "conv5": (256, 5, 5), "pool5": (256, 2, 2), "fc8": (200,)}
+    count = sum(b.data.size for blobs in net.params.values() for b in blobs)
+    assert round(count / 1e6, 1) == 25.5
+
+
+@pytest.mark.parametrize("key", ["alexnet", "zf"])
+def test_tiny_nets_differ_from_the_paper_only_in_conv1_stride_and_sizes(key):
+    """Layer for layer the ImageNet net but conv1's stride, the crop, the class
+    count and the data paths (everything else: LRN, groups, dropout, fillers,
+    lr and decay multipliers)."""
+    for variant in ("dg", "gg", "semi_gg", "deploy"):
+        full, tiny = committed(key, variant), committed(key + "_tiny", variant)
+        assert [l.name for l in full.layer] == [l.name for l in tiny.layer]
+        for a, b in zip(full.layer, tiny.layer):
+            a, b = strip_data_paths(a), strip_data_paths(b)
+            for layer in (a, b):
+                layer.transform_param.ClearField("crop_size")
+                layer.data_param.ClearField("batch_size")
+                if layer.name == "fc8":
+                    layer.inner_product_param.ClearField("num_output")
+                if layer.name == "conv1":
+                    del layer.convolution_param.stride[:]
+                if layer.type == "Input":
+                    layer.input_param.ClearField("shape")
+            assert a == b, "%s %s: %s" % (key, variant, a.name)
+        conv1 = [l for l in tiny.layer if l.name == "conv1"][0]
+        assert list(conv1.convolution_param.stride) == [{"alexnet": 2, "zf": 1}[key]]
+
+
+def test_input_size_option_of_make_nets(tmp_path):
+    out = tmp_path / "a.prototxt"
+    subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_nets.py"), "--arch",
+                    "alexnet", "--variant", "deploy", "--input-size", "56", "--out", str(out)],
+                   check=True, capture_output=True)
+    net = parse(str(out))
+    assert list(net.layer[0].input_param.shape[0].dim) == [10, 3, 56, 56]
+    assert [l for l in net.layer if l.name == "conv1"][0].convolution_param.stride == [2]
+    with pytest.raises(ValueError, match="no input-size option"):
+        catalog.architecture("lenet").at_input_size(20)

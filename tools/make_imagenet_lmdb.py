@@ -2,14 +2,19 @@
 """Make Caffe's ImageNet inputs from an ImageNet-style tree: shuffled train/val
 LMDBs (resized, default 256x256), mean.binaryproto and the class-index map.
 
-Input (ROOT, e.g. an unpacked ILSVRC-2012 with Caffe's ilsvrc12 aux files):
+Input (ROOT, e.g. an unpacked ILSVRC-2012 with Caffe's ilsvrc12 aux files, or
+Tiny ImageNet's tiny-imagenet-200/ as downloaded):
   ROOT/train/<wnid>/*.JPEG      class folders; label i = i-th wnid in sorted order
   ROOT/val/*.JPEG + a label file ROOT/val.txt or ROOT/val/val.txt ("NAME LABEL"
                                 lines, Caffe's data/ilsvrc12/val.txt), or ROOT/val/<wnid>/*
   ROOT/synsets.txt              optional: the class order (checked against train/)
   ROOT/synset_words.txt         optional: names, copied in label order
+or Tiny ImageNet's layout: ROOT/wnids.txt (class order), ROOT/words.txt,
+ROOT/train/<wnid>/images/*.JPEG, ROOT/val/images/*.JPEG labelled by
+ROOT/val/val_annotations.txt ("NAME<TAB>WNID..."), written at 64x64 by default;
 or convert_imageset's own list files ("relative/path LABEL") with --train-list /
---val-labels, relative to --train-dir / --val-dir.
+--val-labels, relative to --train-dir / --val-dir. Greyscale images are
+stored with 3 channels (convert_imageset reads every image in colour).
 
 Output (--out-dir, default data/imagenet, where models/alexnet and models/zf
 read): train_lmdb/, val_lmdb/, mean.binaryproto, classes.txt (line i = class
@@ -25,8 +30,9 @@ appear only when everything succeeded; a rerun with unchanged inputs and
 options does nothing. Exit status: 0 done or up to date, 1 bad input or a
 failed tool (message on stderr, nothing changed in the output folder).
 
-Example (the stand-in set of tools/make_standin_imagenet.py):
+Examples:
   tools/make_imagenet_lmdb.py data/standin_imagenet --out-dir data/standin_imagenet_lmdb
+  tools/make_imagenet_lmdb.py /path/to/tiny-imagenet-200 --out-dir data/tiny_imagenet --encoded
 """
 import argparse
 import os
@@ -80,9 +86,10 @@ def build_parser():
     out.add_argument("--out-dir", metavar="DIR", default=os.path.join(REPO, "data", "imagenet"),
                      help="output folder; must be new, empty, or an earlier output of this tool "
                           "(default: %(default)s)")
-    out.add_argument("--size", type=parse_size, default=(256, 256), metavar="N|HxW",
+    out.add_argument("--size", type=parse_size, default=None, metavar="N|HxW",
                      help="resize every image to this (convert_imageset --resize_height/width; "
-                          "default 256)")
+                          "default 256, Caffe's ImageNet size, or 64 for a Tiny ImageNet tree, "
+                          "whose images are 64x64: stored as they are, not resampled)")
     out.add_argument("--encoded", action="store_true",
                      help="store JPEG-encoded Datums (about 10x smaller on disk; Caffe's Data "
                           "layer decodes them) instead of raw pixels")
@@ -120,10 +127,13 @@ def main(argv=None):
               % (len(problems), "" if len(problems) == 1 else "s",
                  "\n".join("  - " + p for p in problems)), file=sys.stderr)
         return 1
-    options = imagenet.Options(height=args.size[0], width=args.size[1], encoded=args.encoded,
+    size = args.size or imagenet.default_size(sources)
+    options = imagenet.Options(height=size[0], width=size[1], encoded=args.encoded,
                                encode_type=args.encode_type, seed=args.seed,
                                check=not args.no_check)
-    print("classes: %d (%s)" % (len(sources.classes), sources.classes_source))
+    print("classes: %d (%s); images resized to %dx%d%s"
+          % (len(sources.classes), sources.classes_source, size[0], size[1],
+             "" if args.size else " (the default for this layout; --size to change)"))
     print("train: %d images (%s)  val: %d images (%s)"
           % (len(sources.train.entries), sources.train.source.get("list", sources.train.root),
              len(sources.val.entries), sources.val.source.get("list", sources.val.root)))

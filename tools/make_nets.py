@@ -10,7 +10,8 @@ or one net with your own data paths.
   tools/make_nets.py --arch lenet --variant semi_gg --split data/mnist/semi \\
       --out runs/my/lenet_semi_gg.prototxt
 
-Architectures: lenet, alexnet, zf. Variants: dg, gg, semi_gg, semi_dg, deploy.
+Architectures: lenet, alexnet, zf, and alexnet_tiny, zf_tiny (Tiny ImageNet-200:
+56x56 crops, 200 classes, data/tiny_imagenet/). Variants: dg, gg, semi_gg, semi_dg, deploy.
 Coupled nets (Flach et al. 2017, python/gencaffe/nets/coupled.py): coupled_dense,
 coupled_cnn; variants disc, eq21, eq22, eq21_sum, eq22_sum, deploy_forward,
 deploy_reverse, e.g.
@@ -37,7 +38,8 @@ def parse_args(argv):
     p.add_argument("--check", action="store_true",
                    help="compare models/ with the generator instead of writing; exit 1 on any "
                         "difference")
-    p.add_argument("--arch", help="write one net of this architecture (lenet, alexnet, zf) "
+    p.add_argument("--arch", help="write one net of this architecture (lenet, alexnet, zf, "
+                                  "alexnet_tiny, zf_tiny) "
                                   "to --out instead of regenerating models/")
     p.add_argument("--variant", default="gg",
                    help="with --arch: dg, gg, semi_gg, semi_dg or deploy (default gg)")
@@ -50,6 +52,11 @@ def parse_args(argv):
                    help="TRAIN batch size (semi_gg: labelled + unlabelled together)")
     p.add_argument("--test-batch", type=int, help="TEST batch size")
     p.add_argument("--num-classes", type=int, help="class count (default: the architecture's)")
+    p.add_argument("--input-size", type=int, metavar="N",
+                   help="alexnet, zf: N x N input crops (crop_size and the deploy shape), with "
+                        "what that size forces in the net (below 160: conv1's stride halved; "
+                        "python/gencaffe/nets/alexnet.py, zf.py); default the architecture's "
+                        "(227, 224; alexnet_tiny and zf_tiny: 56)")
     p.add_argument("--labelled-share", type=float,
                    help="semi_gg: share of each TRAIN batch taken from the labelled LMDB")
     p.add_argument("--unlabeled-weight", type=float, help="semi_gg: lambda of Eq. 19 (0.1)")
@@ -137,6 +144,8 @@ def main(argv=None):
             text = coupled_text(args)
             if text is None:
                 arch = catalog.architecture(args.arch)
+                if args.input_size:
+                    arch = arch.at_input_size(args.input_size)
                 text = variants.prototxt(arch, args.variant, custom_options(args, arch),
                                          generated_by="tools/make_nets.py (custom data)")
         except ValueError as err:

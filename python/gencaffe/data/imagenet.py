@@ -42,7 +42,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..atomic_io import atomic_write
-from . import caffe_convert, datum_io, image_check
+from . import caffe_convert, datum_io, image_check, imagenet_sources
 from .imagenet_sources import Sources, Split, quote_some
 
 TOOL_ID = "gencaffe.data.imagenet"
@@ -73,6 +73,18 @@ class Options:
 
     def as_dict(self):
         return dataclasses.asdict(self)
+
+
+# Tiny ImageNet's images are 64x64 (CS231n's README): written at that size they
+# are stored as they are; the nets crop 56 from them (gencaffe.nets.variants)
+TINY_IMAGENET_SIZE = (64, 64)
+
+
+def default_size(sources: Sources) -> Tuple[int, int]:
+    """The size written when the user gives none: Caffe's ImageNet 256x256, or
+    64x64 for a Tiny ImageNet tree (no resampling of its 64x64 images)."""
+    tiny = os.path.basename(sources.classes_source) == imagenet_sources.TINY_CLASSES
+    return TINY_IMAGENET_SIZE if tiny else (Options.height, Options.width)
 
 
 ProgressFactory = Callable[[int, str, str], object]  # (total, description, unit) -> tqdm-like

@@ -15,6 +15,13 @@ A classes file (``synsets.txt``: one name per line, or ``synset_words.txt``:
 name and words) fixes the label order; with a train tree it must list exactly
 the tree's class folders.
 
+Tiny ImageNet (CS231n's ``tiny-imagenet-200``) is read in its own layout:
+``wnids.txt`` is the classes file (its order is the label order),
+``words.txt`` ("wnid<TAB>words", all of WordNet's in the full download) the
+names, ``train/<wnid>/images/*.JPEG`` the train tree (images are found below
+each class folder at any depth), and ``val/val_annotations.txt``
+("val_N.JPEG<TAB>wnid[<TAB>box...]") labels ``val/images/*.JPEG``.
+
 Every problem found is collected and reported together in one SourceError:
 missing folders, list lines that are not ``path label``, names missing on
 disk, labels out of range, a class count different from the train tree's,
@@ -29,6 +36,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .image_check import is_image_name, iter_image_files
 
 MAX_LISTED = 10  # names quoted per problem; the count is always given
+# Tiny ImageNet's own file names (its README; CS231n's tiny-imagenet-200.zip)
+TINY_CLASSES = "wnids.txt"
+TINY_WORDS = "words.txt"
+TINY_VAL_LABELS = "val_annotations.txt"
 
 
 class SourceError(RuntimeError):
@@ -87,16 +98,35 @@ def read_classes_file(path: str) -> Tuple[List[str], Dict[str, str]]:
     return names, {k: v for k, v in words.items() if v}
 
 
-def read_list_file(path: str, classes: Optional[Sequence[str]] = None
-                   ) -> Tuple[List[Tuple[str, int]], List[str]]:
-    """([(relpath, label)], problems) from a ``path label`` file.
+def split_list_line(text: str) -> Optional[Tuple[str, str]]:
+    """convert_imageset's ``path label``: the label is the last whitespace-separated
+    field (paths may hold spaces, as convert_imageset allows)."""
+    parts = text.strip().rsplit(None, 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
-    The label is the last whitespace-separated field (paths may hold spaces, as
-    convert_imageset allows); it is an integer, or a class name when `classes`
-    is given. Range checks are the caller's (it knows the class count).
+
+def split_annotation_line(text: str) -> Optional[Tuple[str, str]]:
+    """Tiny ImageNet's ``val_annotations.txt``: ``name<TAB>wnid`` and, in the
+    original download, four bounding-box numbers after them (ignored)."""
+    parts = text.strip().split("\t") if "\t" in text else text.split()
+    return (parts[0].strip(), parts[1].strip()) if len(parts) >= 2 and parts[1].strip() else None
+
+
+LINE_FORMATS = {"list": (split_list_line, "'relative/path LABEL'"),
+                "annotations": (split_annotation_line, "'NAME<TAB>WNID[<TAB>box]'")}
+
+
+def read_list_file(path: str, classes: Optional[Sequence[str]] = None, line_format: str = "list"
+                   ) -> Tuple[List[Tuple[str, int]], List[str]]:
+    """([(relpath, label)], problems) from a ``path label`` file (line_format
+    "list") or a Tiny ImageNet ``val_annotations.txt`` ("annotations").
+
+    The label is an integer, or a class name when `classes` is given. Range
+    checks are the caller's (it knows the class count).
     """
     if not os.path.isfile(path):
         return [], ["label/list file not found: %s" % path]
+    split_line, expected = LINE_FORMATS[line_format]
     index = {name: i for i, name in enumerate(classes or ())}
     entries, problems, bad_lines, unknown, negative = [], [], [], [], []
     seen = set()
@@ -106,8 +136,8 @@ def read_list_file(path: str, classes: Optional[Sequence[str]] = None
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
-            parts = text.strip().rsplit(None, 1)
-            if len(parts) != 2:
+            parts = split_line(text)
+            if parts is None:
                 bad_lines.append("line %d %r" % (number, text[:60]))
                 continue
             name, label_text = parts
@@ -129,8 +159,8 @@ def read_list_file(path: str, classes: Optional[Sequence[str]] = None
             seen.add(name)
             entries.append((name, label))
     if bad_lines:
-        problems.append("%s: %d line(s) are not 'relative/path LABEL': %s"
-                        % (path, len(bad_lines), quote_some(bad_lines)))
+        problems.append("%s: %d line(s) are not %s: %s"
+                        % (path, len(bad_lines), expected, quote_some(bad_lines)))
     if unknown:
         problems.append("%s: %d label(s) are neither integers nor known class names%s: %s"
                         % (path, len(unknown), "" if classes else " (no classes file given)",
@@ -220,8 +250,10 @@ def resolve(root: Optional[str] = None, train_dir: Optional[str] = None,
     """Work out both splits and the classes; raise SourceError listing every problem.
 
     Defaults from `root`: train_dir = root/train, val_dir = root/val; the val
-    labels are root/val.txt or val_dir/val.txt unless val_dir is a class tree;
-    root/synsets.txt and root/synset_words.txt are used when present.
+    labels are val_dir/val_annotations.txt (Tiny ImageNet; names relative to
+    val_dir/images), else root/val.txt or val_dir/val.txt unless val_dir is a
+    class tree; root/synsets.txt (or Tiny ImageNet's wnids.txt) and
+    root/synset_words.txt (or words.txt) are used when present.
     """
     problems: List[str] = []
     if root is not None and not os.path.isdir(root):
@@ -234,9 +266,12 @@ def resolve(root: Optional[str] = None, train_dir: Optional[str] = None,
     train_dir = os.path.abspath(train_dir or os.path.join(root, "train"))
     val_dir = os.path.abspath(val_dir or os.path.join(root, "val"))
     if classes_file is None and root is not None:
-        classes_file = _first_existing(os.path.join(root, "synsets.txt"))
+        classes_file = _first_existing(os.path.join(root, "synsets.txt"),
+                                       os.path.join(root, TINY_CLASSES))
     if words_file is None and root is not None:
-        words_file = _first_existing(os.path.join(root, "synset_words.txt"))
+        words_file = _first_existing(os.path.join(root, "synset_words.txt"),
+                                     os.path.join(root, TINY_WORDS))
+    tiny = classes_file is not None and os.path.basename(classes_file) == TINY_CLASSES
 
     classes: Optional[List[str]] = None
     words: Dict[str, str] = {}
@@ -307,19 +342,34 @@ def resolve(root: Optional[str] = None, train_dir: Optional[str] = None,
         problems.append("val folder not found: %s (expected val/*.JPEG with a val.txt label file, "
                         "or val/<wnid>/*.JPEG)" % val_dir)
         raise SourceError(problems)
-    if val_list is None and not looks_like_class_tree(val_dir):
+    annotations = os.path.join(val_dir, TINY_VAL_LABELS)
+    if val_list is None and os.path.isfile(annotations):
+        val_list = annotations
+    elif val_list is None and tiny and os.path.isdir(os.path.join(val_dir, "images")):
+        # val/images/ would pass for a class tree of one class "images"
+        problems.append("no label file for the val images in %s: a Tiny ImageNet tree (%s) "
+                        "labels them in %s, which is missing; or give --val-labels"
+                        % (os.path.join(val_dir, "images"), classes_file, annotations))
+        raise SourceError(problems)
+    elif val_list is None and not looks_like_class_tree(val_dir):
         val_list = _first_existing(os.path.join(root, "val.txt") if root else None,
                                    os.path.join(val_dir, "val.txt"))
         if val_list is None:
+            tiny_hint = (" (this is a Tiny ImageNet tree, %s found: its val labels are %s)"
+                         % (classes_file, annotations)) if tiny else ""
             problems.append("no label file for the val images in %s: expected %s or %s "
-                            "(Caffe's data/ilsvrc12/val.txt: 'NAME LABEL' lines), or give "
-                            "--val-labels, or a val/<wnid>/ tree"
+                            "(Caffe's data/ilsvrc12/val.txt: 'NAME LABEL' lines) or %s (Tiny "
+                            "ImageNet's), or give --val-labels, or a val/<wnid>/ tree%s"
                             % (val_dir, os.path.join(root, "val.txt") if root else "ROOT/val.txt",
-                               os.path.join(val_dir, "val.txt")))
+                               os.path.join(val_dir, "val.txt"), annotations, tiny_hint))
             raise SourceError(problems)
     if val_list:
-        val_source = {"kind": "list", "list": os.path.abspath(val_list), "root": val_dir}
-        val_entries, list_problems = read_list_file(val_list, classes)
+        line_format = ("annotations" if os.path.basename(val_list) == TINY_VAL_LABELS
+                       else "list")
+        if line_format == "annotations" and os.path.isdir(os.path.join(val_dir, "images")):
+            val_dir = os.path.join(val_dir, "images")   # its names are relative to val/images
+        val_source = {"kind": line_format, "list": os.path.abspath(val_list), "root": val_dir}
+        val_entries, list_problems = read_list_file(val_list, classes, line_format)
         problems.extend(list_problems)
         missing = files_missing(val_dir, val_entries)
         if missing:
@@ -354,6 +404,8 @@ def resolve(root: Optional[str] = None, train_dir: Optional[str] = None,
                 problems.append(message + " (pass --allow-missing-val-classes if intended)")
     if problems:
         raise SourceError(problems)
+    # words.txt of Tiny ImageNet names all of WordNet's 82,115 synsets: keep the classes'
+    words = {name: words[name] for name in classes if name in words}
     return Sources(classes=list(classes), classes_source=classes_source, words=words,
                    train=Split("train", train_dir, train_entries, train_source, train_warnings),
                    val=Split("val", val_dir, val_entries, val_source, val_warnings))

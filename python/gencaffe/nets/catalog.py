@@ -4,7 +4,8 @@ import os
 from . import alexnet, coupled, coupled_cnn, coupled_dense, lenet, zf
 from .variants import VARIANTS, NetOptions, prototxt
 
-ARCHITECTURES = {arch.key: arch for arch in (lenet.ARCH, alexnet.ARCH, zf.ARCH)}
+ARCHITECTURES = {arch.key: arch for arch in (lenet.ARCH, alexnet.ARCH, zf.ARCH,
+                                              alexnet.TINY, zf.TINY)}
 # Flach et al.'s coupled forward/reverse nets (coupled.py): their own variants
 COUPLED_ARCHITECTURES = {arch.key: arch for arch in (coupled_dense.ARCH, coupled_cnn.ARCH)}
 

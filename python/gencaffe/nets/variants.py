@@ -68,10 +68,30 @@ class Architecture:
     semi_data: DataSpec            # the committed semi-supervised net's data
     files: Dict[str, str]          # variant -> file name under models/<key>/
     about: str                     # header lines
+    # input size -> the body's keyword arguments for it (what a resolution
+    # forces, e.g. AlexNet's conv1 stride); None: the body takes none
+    resolution: Optional[Callable[[int], Dict[str, int]]] = None
 
     @property
     def input_size(self):
         return self.deploy_shape[2]
+
+    def body_options(self) -> Dict[str, int]:
+        return self.resolution(self.input_size) if self.resolution else {}
+
+    def at_input_size(self, size: int, **changes) -> "Architecture":
+        """The same net for size x size input crops: the deploy shape and the
+        data layers' crop_size, and whatever the body's `resolution` rule
+        changes at that size; `changes` replace other fields (key, data, ...)."""
+        if self.resolution is None:
+            raise ValueError("%s has no input-size option (its definition fixes the input)"
+                             % self.name)
+        if size < 1:
+            raise ValueError("input size must be positive, got %d" % size)
+        shape = self.deploy_shape[:2] + (size, size)
+        arch = replace(self, deploy_shape=shape, data=self.data.with_crop(size),
+                       semi_data=self.semi_data.with_crop(size))
+        return replace(arch, **changes)
 
 
 IMAGENET_DATA = DataSpec(
@@ -87,6 +107,36 @@ IMAGENET_DATA = DataSpec(
 # the labelled subset and the rest, unlabelled (the semi-supervised split tool)
 IMAGENET_SEMI_DATA = replace(IMAGENET_DATA, train_source="data/imagenet/semi/labelled_lmdb",
                              unlabelled_source="data/imagenet/semi/unlabelled_lmdb")
+
+
+# Tiny ImageNet (tools/make_imagenet_lmdb.py on tiny-imagenet-200 -> data/tiny_imagenet):
+# 200 classes, 64x64 images; the nets crop 56 (the paper's 224 of 256 scaled:
+# 0.875 of the image side) and halve conv1's stride (alexnet.py, zf.py).
+TINY_IMAGENET_CLASSES = 200
+TINY_IMAGENET_CROP = 56
+TINY_IMAGENET_DATA = DataSpec(
+    train_source="data/tiny_imagenet/train_lmdb",
+    test_source="data/tiny_imagenet/val_lmdb",
+    mean_file="data/tiny_imagenet/mean.binaryproto",
+    # batch 250, not the paper's 256: it divides the 60,000 (and the full set's
+    # 100,000) train images, so every epoch ends on a batch boundary and a run
+    # resumed at an epoch's end reads exactly the batches an uninterrupted run
+    # reads (Caffe's Data layer restarts at the first record); val batch 50
+    # (200 x 50 = the 10,000 val images)
+    train_batch=250, test_batch=50, mirror=True,
+)
+TINY_IMAGENET_SEMI_DATA = replace(TINY_IMAGENET_DATA,
+                                  train_source="data/tiny_imagenet/semi/labelled_lmdb",
+                                  unlabelled_source="data/tiny_imagenet/semi/unlabelled_lmdb")
+
+
+def tiny_imagenet(arch: Architecture, about: str) -> Architecture:
+    """`arch` for Tiny ImageNet: 56x56 crops, 200 classes, data/tiny_imagenet/,
+    committed under models/<key>_tiny/."""
+    return arch.at_input_size(
+        TINY_IMAGENET_CROP, key=arch.key + "_tiny", num_classes=TINY_IMAGENET_CLASSES,
+        data=TINY_IMAGENET_DATA.with_crop(TINY_IMAGENET_CROP),
+        semi_data=TINY_IMAGENET_SEMI_DATA.with_crop(TINY_IMAGENET_CROP), about=about)
 
 
 def semi_data(data: DataSpec, labelled_share: float) -> DataSpec:
@@ -121,7 +171,7 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
     n = caffe.NetSpec()
     if variant == "deploy":
         deploy_input(n, arch.deploy_shape)
-        score = arch.body(n, num_classes)
+        score = arch.body(n, num_classes, **arch.body_options())
         deploy_prob(n, score)
         net = n.to_proto()
         net.force_backward = True
@@ -140,7 +190,7 @@ def build(arch: Architecture, variant: str, options: NetOptions = NetOptions()):
         dummy_data(n, data, arch.deploy_shape[1:])
     else:
         train_data(n, data, semi_supervised=semi)
-    score = arch.body(n, num_classes)
+    score = arch.body(n, num_classes, **arch.body_options())
     accuracy_layers(n, score, tuple(k for k in arch.accuracy_top_k if k <= num_classes))
     if variant in ("dg", "semi_dg"):
         dg_loss(n, score)

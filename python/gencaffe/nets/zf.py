@@ -23,17 +23,35 @@ engines on this net.) Fillers as Zeiler & Fergus Sec. 3: "all weights
 initialized to 10^-2 and biases set to 0" (Gaussian std 0.01); their
 renormalization of convolution filters whose RMS exceeds 0.1 has no Caffe
 equivalent and is left out. lr_mult/decay_mult as Caffe's ImageNet models.
+
+Input size (Architecture.at_input_size; TINY: Tiny ImageNet's 56x56 crops of
+64x64 images): only conv1's stride depends on it, halved as AlexNet's
+(alexnet.py). At 56 the paper's stride 2 gives Caffe's maps 26, 13, 5, 2, 1
+(conv1, pool1, conv2, conv3-5, pool5): conv3-5 would work on 2x2 maps and
+pool5 on a single position. Stride 1 gives 52, 26, 11, 5, 2, about half of
+Fig. 3's sizes throughout, and pool5 keeps a 2x2 map as AlexNet's does
+(tests/test_nets.py checks them). fc6 has 256 x 2 x 2 inputs: 25.5 M
+parameters at 200 classes against 62.4 M at 1000.
 """
 from .layers import (conv, constant, dropout, gaussian, inner_product, lrn, max_pool,
                      relu)
-from .variants import IMAGENET_DATA, IMAGENET_SEMI_DATA, Architecture
+from .variants import IMAGENET_DATA, IMAGENET_SEMI_DATA, Architecture, tiny_imagenet
 
 W = gaussian(0.01)
 B = constant(0)
 
 
-def body(n, num_classes=1000):
-    n.conv1 = conv(n.data, 96, 7, W, B, stride=2, pad=1)
+# crops below this are small-image data sets (Tiny ImageNet's 56): conv1 stride 1
+SMALL_INPUT = 160
+
+
+def resolution(input_size):
+    """The body's options at this input size: conv1's stride (see above)."""
+    return {"conv1_stride": 2 if input_size >= SMALL_INPUT else 1}
+
+
+def body(n, num_classes=1000, conv1_stride=2):
+    n.conv1 = conv(n.data, 96, 7, W, B, stride=conv1_stride, pad=1)
     n.relu1 = relu(n.conv1)
     n.pool1 = max_pool(n.relu1, 3, 2)
     n.norm1 = lrn(n.pool1)
@@ -74,4 +92,10 @@ ARCH = Architecture(
     about=("ZF-net (Zeiler & Fergus 2014, Fig. 3; the journal's 'ZeilerFergusNet\n"
            "(fast)'): 224x224 crops of 256x256 images; see python/gencaffe/nets/zf.py\n"
            "for the layer table followed. Data: tools/make_imagenet_lmdb.py -> data/imagenet/."),
+    resolution=resolution,
 )
+TINY = tiny_imagenet(ARCH, about=(
+    "ZF-net for Tiny ImageNet-200: 56x56 crops of its 64x64 images, 200 classes,\n"
+    "conv1 stride 1 instead of 2 (python/gencaffe/nets/zf.py says why); otherwise\n"
+    "the layer table of python/gencaffe/nets/zf.py. Data: tools/make_imagenet_lmdb.py\n"
+    "tiny-imagenet-200 --out-dir data/tiny_imagenet."))
