@@ -44,6 +44,9 @@ class RunFailed(RuntimeError):
 class CaffeTraining:
     """Mixin: the life cycle of one `caffe train` in its own directory."""
 
+    # a run that a later one resumes with -snapshot keeps its .solverstate
+    keep_solverstate = False
+
     def spec(self, settings):  # pragma: no cover - subclasses say
         raise NotImplementedError
 
@@ -88,6 +91,8 @@ class CaffeTraining:
         command = ["train", "-solver", self.solver_path()]
         if self.weights:
             command += ["-weights", self.weights]
+        if getattr(self, "resume", None):
+            command += ["-snapshot", self.resume]
         return command
 
     def execute(self, settings, registry):
@@ -132,9 +137,10 @@ class CaffeTraining:
             raise RunFailed("[%s] no final snapshot %s" % (self.label, self.final_snapshot(settings)))
         os.replace(partial_log, absolute(self.log_path()))
         for name in os.listdir(run_dir):
-            if name.endswith(".solverstate"):  # never resumed from (restarts are clean)
-                os.remove(os.path.join(run_dir, name))
+            if name.endswith(".solverstate") and not self.keep_solverstate:
+                os.remove(os.path.join(run_dir, name))  # restarts are clean
         done = {"spec": spec, "seconds": round(time.time() - started, 1),
+                "snapshot_sha256": file_sha256(absolute(self.final_snapshot(settings))),
                 "caffe_build": build_fingerprint(settings.caffe),
                 "final_test": parsed.final_test().outputs if parsed.final_test() else None}
         solver_config.write_text_atomic(absolute(self.done_path()),
@@ -144,6 +150,7 @@ class CaffeTraining:
 
     def _wait_with_progress(self, process, log_path, settings, started):
         total = self.max_iter(settings)
+        first = getattr(self, "first_iter", 0)  # a run resumed with -snapshot starts there
         while True:
             try:
                 process.wait(timeout=settings.progress_every_s)
@@ -152,11 +159,12 @@ class CaffeTraining:
                 pass
             parsed = caffe_log.parse_file(log_path)
             done_iters = parsed.last_iteration
+            trained = max(0, done_iters - first)
             elapsed = time.time() - started
-            eta = elapsed / done_iters * (total - done_iters) if done_iters else float("nan")
+            eta = elapsed / trained * (total - done_iters) if trained else float("nan")
             last = parsed.final_test()
             settings.log("[%s] iter %d/%d (%.0f%%), last test %s, eta %.0f min" % (
-                self.label, done_iters, total, 100.0 * done_iters / total,
+                self.label, done_iters, total, 100.0 * trained / max(1, total - first),
                 format_outputs(last.outputs if last else None), eta / 60))
 
 

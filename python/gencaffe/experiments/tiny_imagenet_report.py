@@ -1,0 +1,271 @@
+"""The Tiny ImageNet Table 2 report (results/tiny_imagenet.md + .png) from the
+runs on disk (gencaffe.experiments.tiny_imagenet): 5-crop and centre-crop
+errors per net, approach and seed, mean ± sd, paired differences, the paper's
+full-ImageNet numbers beside, the cost per epoch, and the curves."""
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .. import caffe_log, solver_config
+from ..atomic_io import atomic_write
+from . import caffe_runs
+from . import tiny_imagenet as tiny
+
+# Table 2 of Dai, Lu & Wu (2016): top-1 error %, ILSVRC-2012 val, 224-px crops
+PAPER_TOP1 = {"alexnet": {"dg": 40.7, "gg": 45.8, "gg_dg": 39.6},
+              "zf": {"dg": 38.4, "gg": 44.3, "gg_dg": 37.4}}
+ARCH_NAMES = {"alexnet": "AlexNet", "zf": "ZF-net"}
+PAIRS = (("gg_dg", "dg"), ("gg_dg", "control"), ("gg", "dg"), ("control", "dg"))
+
+
+@dataclass
+class RunResult:
+    arch: str
+    approach: str
+    seed: int
+    epochs_done: int = 0
+    epochs_total: int = 0
+    train_seconds: float = 0.0
+    epoch_seconds: List[float] = field(default_factory=list)   # this run's own epochs
+    displays: List[Tuple[int, float, str]] = field(default_factory=list)  # (epoch x, loss, DG/GG)
+    tests: List[Tuple[float, Optional[float], Optional[float]]] = field(default_factory=list)
+    centre_top1_error: Optional[float] = None
+    top1_error: Optional[float] = None
+    top5_error: Optional[float] = None
+    eval_seconds: Optional[float] = None
+
+    @property
+    def complete(self):
+        return self.top1_error is not None
+
+
+def objective(approach: str, epoch: int, sched: tiny.Schedule) -> str:
+    if approach == "gg" or (approach == "gg_dg" and epoch <= sched.switch):
+        return "GG"
+    return "DG"
+
+
+def collect_run(settings, data, arch, approach, seed, sched) -> RunResult:
+    result = RunResult(arch, approach, seed, epochs_total=sched.epochs)
+    chunks = tiny.chain(settings, data, arch, approach, seed, sched)
+    if approach in tiny.STAGE1_OF:   # the shared stage 1: the source run's first S epochs
+        source = tiny.chain(settings, data, arch, tiny.STAGE1_OF[approach], seed, sched)
+        chunks = source[:sched.switch] + chunks
+    ipe = float(sched.iters_per_epoch)
+    for chunk in chunks:
+        done = chunk.read_done(settings)
+        if done is None or not chunk.is_complete(settings):
+            break
+        result.epochs_done += 1
+        result.train_seconds += done.get("seconds", 0.0)
+        if chunk.approach == approach:
+            result.epoch_seconds.append(done.get("seconds", 0.0))
+        parsed = chunk.parsed_log(settings)
+        start = chunk.epoch - 1 - chunk.first_iter / ipe   # epoch x of the solver's iteration 0
+        kind = objective(approach, chunk.epoch, sched)
+        for d in parsed.train_displays:
+            result.displays.append((start + d.iteration / ipe, d.smoothed_loss, kind))
+        for t in parsed.tests():
+            result.tests.append((start + t.iteration / ipe, t.outputs.get("accuracy"),
+                                 t.outputs.get("accuracy_top5")))
+    if result.epochs_done == sched.epochs and result.tests and result.tests[-1][1] is not None:
+        result.centre_top1_error = 100.0 * (1.0 - result.tests[-1][1])
+    evaluation = tiny.read_eval(settings, chunks[-1]) if result.epochs_done == sched.epochs \
+        else None
+    if evaluation:
+        result.top1_error = evaluation["top1_error"]
+        result.top5_error = evaluation["top5_error"]
+        result.eval_seconds = evaluation.get("seconds")
+    return result
+
+
+def scope(settings):
+    """The nets, approaches and seeds to report: those asked for plus those on disk."""
+    root = settings.path(settings.runs_dir)
+    archs = caffe_runs.widened(settings.archs, [a for a in tiny.ARCHS if os.path.isdir(
+        os.path.join(root, a))], order=tiny.ARCHS)
+    seeds = {}
+    for arch in archs:
+        found = [s for approach in tiny.APPROACHES for s in caffe_runs.numbered_folders(
+            os.path.join(root, arch, approach), "seed")]
+        seeds[arch] = caffe_runs.widened(settings.seeds.get(arch, ()), found)
+    return archs, seeds
+
+
+def collect(settings, data) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
+    archs, seeds = scope(settings)
+    schedules, results = {}, []
+    for arch in archs:
+        sched = tiny.schedule(settings, arch, data, settings.train_batch or
+                              tiny.net_spec(arch, data, settings)[0].data.train_batch)
+        schedules[arch] = sched
+        for approach in tiny.APPROACHES:
+            for seed in seeds[arch]:
+                results.append(collect_run(settings, data, arch, approach, seed, sched))
+    return schedules, results
+
+
+def mean_sd(values: List[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return "%.2f (1 seed)" % values[0]
+    return "%.2f ± %.2f" % (statistics.mean(values), statistics.stdev(values))
+
+
+def _num(value, fmt="%.2f"):
+    return "-" if value is None else fmt % value
+
+
+def table_markdown(settings, data, schedules, results, command) -> str:
+    lines = [
+        "# Table 2 on Tiny ImageNet-200: DG, GG, GG+DG and a restart control",
+        "",
+        "Generated by `%s` from the runs in `%s` (rewritten after every epoch; the "
+        "command trains whatever is missing and reproduces everything shown)." % (
+            command, settings.runs_dir),
+        "",
+        "* data: `%s`, %d classes, %d train / %d val images (Tiny ImageNet-200, 64x64 "
+        "photographs of ImageNet classes; 56x56 crops, random crop and mirror in training)"
+        % (data.lmdb_dir, data.classes, data.train_count, data.val_count),
+        "* nets: `models/alexnet_tiny`, `models/zf_tiny` (the paper's AlexNet and ZF with "
+        "conv1's stride halved for the 64-px images; docs/tiny_imagenet.md); solvers: the "
+        "committed `solvers/<net>_tiny_*.prototxt` (base_lr 0.01, momentum 0.9, weight decay "
+        "0.0005, GG+DG stage 2 base_lr 0.003)",
+    ]
+    for arch, sched in schedules.items():
+        lines.append(
+            "* %s schedule: %d epochs of %d iterations (batch %d), lr / 10 every %d iterations "
+            "(%.2f epochs); GG+DG and control: stage 1 = the GG / DG run's snapshot after "
+            "epoch %d, stage 2 = %d epochs from it at base_lr 0.003%s" % (
+                ARCH_NAMES[arch], sched.epochs, sched.iters_per_epoch,
+                settings.train_batch or tiny.net_spec(arch, data, settings)[0].data.train_batch,
+                sched.stepsize, sched.stepsize / float(sched.iters_per_epoch), sched.switch,
+                sched.epochs - sched.switch,
+                "" if sched.exact_epochs else " (epochs do not end on a batch boundary)"))
+    lines += [
+        "* error: **5-crop** = `tools/eval_crops.py` on the val LMDB (centre + 4 corner "
+        "56x56 crops of each 64x64 image, probabilities averaged, the paper's protocol); "
+        "**centre** = the last test pass of training (one centre crop); chance top-1 error "
+        "%.1f %%" % (100.0 * (1 - 1.0 / data.classes)),
+        "* seeds: random_seed %d x seed + epoch (weights, crops, mirrors, dropout; DG and GG "
+        "of one seed start from the same weights); device %s, %d BLAS thread(s) per run" % (
+            tiny.SEED_STRIDE, "CPU" if settings.gpu is None else "GPU %d" % settings.gpu,
+            settings.threads_per_job),
+        "",
+        "## Top-1 / top-5 error %",
+        "",
+        "| net | approach | 5-crop top-1 | 5-crop top-5 | centre top-1 | per seed: 5-crop top-1 "
+        "| paper top-1 (ImageNet, 224 px) | epochs done | minutes per epoch |",
+        "|---|---|---|---|---|---|---:|---|---:|",
+    ]
+    archs = list(schedules)
+    for arch in archs:
+        for approach in tiny.APPROACHES:
+            runs = [r for r in results if r.arch == arch and r.approach == approach]
+            if not runs:
+                continue
+            done = [r for r in runs if r.complete]
+            per_seed = ", ".join("s%d %s" % (r.seed, _num(r.top1_error) if r.complete else
+                                              "(%d/%d)" % (r.epochs_done, r.epochs_total))
+                                 for r in runs)
+            epoch_s = [s for r in runs for s in r.epoch_seconds]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                ARCH_NAMES[arch], tiny.TITLES[approach],
+                mean_sd([r.top1_error for r in done]), mean_sd([r.top5_error for r in done]),
+                mean_sd([r.centre_top1_error for r in done if r.centre_top1_error is not None]),
+                per_seed, _num(PAPER_TOP1[arch].get(approach), "%.1f"),
+                "%d/%d" % (sum(r.epochs_done for r in runs), sum(r.epochs_total for r in runs)),
+                _num(statistics.mean(epoch_s) / 60.0 if epoch_s else None, "%.1f")))
+    lines += ["", "## Paired differences (same seed), 5-crop top-1 error, percentage points",
+              "", "Negative: the first approach has the lower error. Paper (full ImageNet): "
+              "GG+DG - DG = -1.1 (AlexNet), -1.0 (ZF).", "",
+              "| net | difference | mean ± sd | per seed |", "|---|---|---|---|"]
+    for arch in archs:
+        by = {(r.approach, r.seed): r for r in results if r.arch == arch and r.complete}
+        for first, second in PAIRS:
+            seeds = sorted(s for (a, s) in by if a == first and (second, s) in by)
+            diffs = [by[(first, s)].top1_error - by[(second, s)].top1_error for s in seeds]
+            lines.append("| %s | %s - %s | %s | %s |" % (
+                ARCH_NAMES[arch], tiny.TITLES[first], tiny.TITLES[second],
+                mean_sd(diffs) if diffs else "- (no paired seeds yet)",
+                ", ".join("s%d %+.2f" % (s, d) for s, d in zip(seeds, diffs)) or "-"))
+    total = sum(r.train_seconds for r in results if r.approach in ("dg", "gg")) + sum(
+        sum(r.epoch_seconds) for r in results if r.approach in tiny.STAGE1_OF)
+    total += sum(r.eval_seconds or 0 for r in results)
+    lines += ["", "Training and evaluation time summed over all runs so far: %.1f h (stage 1 "
+              "of GG+DG and the control counted once, in the GG and DG runs)." % (total / 3600.0),
+              ""]
+    return "\n".join(lines)
+
+
+def plot_curves(schedules, results, path, data):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colours = {"dg": "tab:blue", "gg": "tab:orange", "gg_dg": "tab:green", "control": "tab:red"}
+    archs = list(schedules)
+    fig, axes = plt.subplots(max(1, len(archs)), 3, figsize=(16, 4.4 * max(1, len(archs))),
+                             squeeze=False)
+    for row, arch in enumerate(archs):
+        ax_dg, ax_gg, ax_acc = axes[row]
+        for approach in tiny.APPROACHES:
+            runs = [r for r in results if r.arch == arch and r.approach == approach]
+            for index, r in enumerate(runs):
+                label = tiny.TITLES[approach] if index == 0 else None
+                # a two-stage run's stage 1 is the GG / DG run's curve: drawn once, there
+                after = schedules[arch].switch if approach in tiny.STAGE1_OF else -1
+                for kind, ax in (("DG", ax_dg), ("GG", ax_gg)):
+                    points = [(x, y) for x, y, k in r.displays if k == kind and x > after]
+                    if points:
+                        xs, ys = zip(*points)
+                        ax.plot(xs, ys, color=colours[approach], lw=0.8, alpha=0.7, label=label)
+                tests = [(x, a) for x, a, _ in r.tests if a is not None and x > after]
+                if tests:
+                    xs, ys = zip(*tests)
+                    ax_acc.plot(xs, ys, color=colours[approach], marker="o", ms=3, lw=1.2,
+                                label=label)
+        switch = schedules[arch].switch
+        for ax in (ax_dg, ax_gg, ax_acc):
+            ax.axvline(switch, color="grey", ls=":", lw=1)
+            ax.set_xlabel("epoch (dotted: GG+DG / control switch)")
+            ax.grid(alpha=0.3)
+        ax_dg.axhline(math.log(data.classes), color="grey", lw=0.8, ls="--",
+                      label="chance, ln %d" % data.classes)
+        ax_gg.axhline(-math.log(data.classes), color="grey", lw=0.8, ls="--",
+                      label="-ln %d" % data.classes)
+        ax_acc.axhline(1.0 / data.classes, color="grey", lw=0.8, ls="--", label="chance")
+        ax_dg.set_title("%s: train loss, DG (SoftmaxWithLoss)" % ARCH_NAMES[arch])
+        ax_gg.set_title("%s: train loss, GG (GenerativeLoss)" % ARCH_NAMES[arch])
+        ax_acc.set_title("%s: val top-1 accuracy (centre crop)" % ARCH_NAMES[arch])
+        ax_dg.set_ylabel("batch loss")
+        ax_gg.set_ylabel("batch loss")
+        ax_acc.set_ylabel("accuracy")
+        for ax in (ax_dg, ax_gg, ax_acc):
+            handles, labels = ax.get_legend_handles_labels()
+            if handles:
+                ax.legend(fontsize=7)
+    fig.suptitle("Tiny ImageNet-200, every seed (one line each)")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=80)
+    plt.close(fig)
+
+
+def writer(settings, data, paths, argv):
+    """A report() for caffe_runs.drive: both files from everything on disk."""
+    from ..cli_args import report_command
+    table_path, plot_path = paths
+
+    def write():
+        schedules, results = collect(settings, data)
+        archs, seeds = scope(settings)
+        command = report_command("python3 tools/reproduce_tiny_imagenet.py", argv, {
+            "--archs": (archs, settings.archs, tiny.ARCHS)})
+        os.makedirs(os.path.dirname(table_path), exist_ok=True)
+        solver_config.write_text_atomic(table_path, table_markdown(
+            settings, data, schedules, results, command))
+        plot_curves(schedules, results, plot_path, data)
+    return write

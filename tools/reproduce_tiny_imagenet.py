@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Table 2 of Dai, Lu & Wu (2016) on real ImageNet photographs: AlexNet and ZF
+trained with DG, GG, GG+DG and a restart control on Tiny ImageNet-200, each
+final model evaluated with 5 crops, then a report.
+
+  python3 tools/make_imagenet_lmdb.py /path/to/tiny-imagenet-200 --out-dir data/tiny_imagenet
+  python3 tools/reproduce_tiny_imagenet.py            # AlexNet seeds 1-3, ZF seeds 1-2
+
+Approaches: dg, gg, gg_dg (stage 1 = the gg run's snapshot after the switch
+epoch, stage 2 the committed stage-2 solver from it with -weights) and
+control (the same restart from the dg run's snapshot). The solvers are the
+committed solvers/<arch>_tiny_*.prototxt (9 epochs, switch after 6), loaded
+and overridden on the way in: net (the generator's, with --lmdb-dir's paths),
+max_iter and snapshot_prefix (one epoch per caffe process, see below),
+test_iter (the whole val LMDB), test_interval, random_seed, solver_mode;
+--epochs scales the run, the switch and the learning-rate step together.
+
+Resumable to the epoch: every run trains one epoch per `caffe train`
+process, the next resuming its .solverstate; an epoch is a whole number of
+batches and each epoch's seed is fixed, so a run stopped anywhere (Ctrl-C,
+SIGTERM, a lost session) and started again by the same command ends with the
+same weights as one that never stopped, and loses at most the epoch in
+progress. --max-epochs N stops on purpose after N epochs of training.
+
+Output: runs under --runs-dir (default runs/tiny_imagenet), the report
+results/tiny_imagenet.md with results/tiny_imagenet.png (curves), rewritten
+after every finished epoch from all runs on disk. Needs the CPU build (`make`)
+or, with --gpu, a CUDA build (--caffe and CAFFE_BUILD_DIR pointing at it).
+"""
+import argparse
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from gencaffe.cli_args import choice_list, int_list, log, positive_int  # noqa: E402
+
+ARCHS = ("alexnet", "zf")
+APPROACHES = ("dg", "gg", "gg_dg", "control")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    exp = p.add_argument_group("experiment")
+    exp.add_argument("--archs", type=choice_list(ARCHS, "architecture", canonical_order=True),
+                     default=list(ARCHS), help="comma-separated subset of alexnet,zf (default both)")
+    exp.add_argument("--approaches", type=choice_list(APPROACHES, "approach",
+                                                      canonical_order=True),
+                     default=list(APPROACHES),
+                     help="comma-separated subset of dg,gg,gg_dg,control (default all; gg_dg "
+                          "needs the gg run's switch-epoch snapshot and trains it if missing, "
+                          "control the dg run's)")
+    exp.add_argument("--seeds", type=int_list, default=None,
+                     help="seeds for every net, e.g. 1-3 (default: AlexNet 1-3, ZF 1-2, the "
+                          "issue's minimum; --alexnet-seeds/--zf-seeds set one net's)")
+    exp.add_argument("--alexnet-seeds", type=int_list, default=None, help="AlexNet's seeds")
+    exp.add_argument("--zf-seeds", type=int_list, default=None, help="ZF's seeds")
+    exp.add_argument("--epochs", type=positive_int, default=None,
+                     help="epochs per run (default: the committed solvers' 9); the GG+DG switch "
+                          "(6 of 9) and the learning-rate step scale with it")
+    exp.add_argument("--batch", type=positive_int, default=None,
+                     help="train batch (default: the committed nets' 250, which divides the "
+                          "60,000 train images; with another, epochs do not end on batch "
+                          "boundaries and each epoch starts at the first record)")
+    data = p.add_argument_group("data")
+    data.add_argument("--lmdb-dir", default="data/tiny_imagenet",
+                      help="tools/make_imagenet_lmdb.py's output for tiny-imagenet-200 "
+                           "(train_lmdb, val_lmdb, mean.binaryproto, classes.txt); relative to "
+                           "the repo root or absolute (default %(default)s)")
+    run = p.add_argument_group("running")
+    run.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools",
+                                                     "caffe"),
+                     help="the caffe binary (default %(default)s)")
+    run.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
+                     help="runs at once (default %(default)s: a DG and a GG run side by side)")
+    run.add_argument("--threads", type=positive_int, default=1,
+                     help="BLAS/OpenMP threads per caffe process (default %(default)s)")
+    run.add_argument("--gpu", type=int, metavar="ID", default=None,
+                     help="train (solver_mode GPU) and evaluate on this GPU")
+    run.add_argument("--eval-batch", type=positive_int, default=50,
+                     help="images per forward pass of the 5-crop evaluation (default %(default)s)")
+    run.add_argument("--max-epochs", type=positive_int, default=None,
+                     help="train at most N epochs in this call, then stop (rerun to go on)")
+    run.add_argument("--runs-dir", default="runs/tiny_imagenet",
+                     help="run directories, relative to the repo root (default %(default)s)")
+    run.add_argument("--results-dir", default="results",
+                     help="where tiny_imagenet.md and tiny_imagenet.png go (default %(default)s)")
+    run.add_argument("--retries", type=int, default=1,
+                     help="retrain an epoch whose caffe failed this many more times "
+                          "(default %(default)s)")
+    run.add_argument("--report-only", action="store_true",
+                     help="train nothing; rewrite the report from the runs on disk")
+    run.add_argument("--progress-every", type=float, default=120.0,
+                     help="seconds between progress lines of a running epoch (default "
+                          "%(default)s)")
+    return p
+
+
+def seeds_of(args):
+    from gencaffe.experiments import tiny_imagenet as tiny
+    seeds = {arch: list(args.seeds or tiny.DEFAULT_SEEDS[arch]) for arch in ARCHS}
+    if args.alexnet_seeds:
+        seeds["alexnet"] = args.alexnet_seeds
+    if args.zf_seeds:
+        seeds["zf"] = args.zf_seeds
+    return seeds
+
+
+def make_settings(args):
+    from gencaffe.experiments import tiny_imagenet as tiny
+    return tiny.Settings(
+        repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
+        lmdb_dir=args.lmdb_dir, archs=args.archs, approaches=args.approaches,
+        seeds=seeds_of(args), epochs=args.epochs, train_batch=args.batch,
+        eval_batch=args.eval_batch, chunk_limit=args.max_epochs, log=log,
+        progress_every_s=args.progress_every, threads_per_job=args.threads,
+        retries=args.retries, jobs=args.jobs, gpu=args.gpu)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from gencaffe import pycaffe_path
+    pycaffe_path.add_build_pycaffe(REPO)
+    pycaffe_path.require_caffe_pb2()
+    from gencaffe.experiments import caffe_runs
+    from gencaffe.experiments import tiny_imagenet as tiny
+    from gencaffe.experiments import tiny_imagenet_report as report
+    settings = make_settings(args)
+    paths = (os.path.join(REPO, args.results_dir, "tiny_imagenet.md"),
+             os.path.join(REPO, args.results_dir, "tiny_imagenet.png"))
+    try:
+        data = tiny.prepare(settings)
+        log("data: %s: %d classes, %d train / %d val images"
+            % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
+        write = report.writer(settings, data, paths, argv)
+        if args.report_only:
+            write()
+            log("report: %s, %s" % paths)
+            return 0
+        if not os.access(settings.caffe, os.X_OK):
+            raise tiny.TinyError("no caffe binary at %s (build first with `make`, or pass "
+                                 "--caffe)" % settings.caffe)
+        runner = tiny.Runner(settings, data=data)
+        work = tiny.tasks(settings, runner, data)   # every net and solver checked here
+    except tiny.TinyError as err:
+        log("error: %s" % err)
+        return 2
+    log("plan: %s; %d epoch(s) of training to do, %d run(s) at a time, runs in %s"
+        % ("; ".join(label for label, _ in work), runner.epochs_left, args.jobs,
+           args.runs_dir))
+    failures = caffe_runs.drive(runner, work, args.jobs, write, log)
+    stopped = [f for f in failures if isinstance(f[1], tiny.ChunkLimitReached)]
+    if stopped and len(stopped) == len(failures):
+        log("stopped after %d epoch(s) as asked (--max-epochs); the same command goes on"
+            % args.max_epochs)
+        return 0
+    return caffe_runs.exit_status(failures, log, "task(s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
