@@ -328,6 +328,8 @@ def ensure_chain(runner: "Runner", chunks: Sequence[Chunk]) -> None:
     if start == 0 and first.weights and not os.path.exists(settings.path(first.weights)):
         raise RunFailed("[%s] the stage-1 snapshot %s is missing; run the %s run first"
                         % (first.label, first.weights, STAGE1_OF[first.approach]))
+    for index in range(start, pending[0]):
+        os.remove(settings.path(chunks[index].done_path()))   # done, but its state is gone
     for index in range(start, len(chunks)):
         runner.take_chunk(chunks[index])
         if index > 0 and chunks[index].is_complete(settings):
