@@ -109,7 +109,10 @@ device-kit: deps $(KIT_BUILD)/CMakeCache.txt
 	rm -rf $(KIT_BUILD)/wheels && $(PY) -m pip download -q --no-deps --only-binary=:all: \
 	  --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 -d $(KIT_BUILD)/wheels $(KIT_WHEELS)
-	$(PY) tools/bench_nets.py --prepare $(KIT_BUILD)/bench_nets --lmdb-source /tmp/gencaffe-bench-lmdb
+	# the benchmark nets come from the generator, which needs pycaffe: the CPU build's
+	$(MAKE) cpu
+	CAFFE_BUILD_DIR=$(CPU_BUILD) $(PY) tools/bench_nets.py --prepare $(KIT_BUILD)/bench_nets \
+	  --lmdb-source /tmp/gencaffe-bench-lmdb
 	$(PY) tools/device_kit.py --build $(KIT_BUILD) --out $(KIT_OUT) --python $(KIT_PYTHON) \
 	  $$(for w in $(KIT_BUILD)/wheels/*.whl; do echo --wheel $$w; done) \
 	  --add bench_nets=$(KIT_BUILD)/bench_nets \

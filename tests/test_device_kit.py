@@ -261,3 +261,20 @@ def test_gpu_checks_names_an_unknown_first_gpu_test(cpu_kit, tmp_path):
     assert "--gpu-tests-from: Nope.Test is not a GPU test" in (
         tmp_path / "out" / "failures.txt").read_text()
     assert "is not in the listing" in run.stderr
+
+
+def test_make_device_kit_builds_the_cpu_pycaffe_before_the_bench_nets(tmp_path):
+    """From a fresh clone (no build directory) `make device-kit` once failed:
+    tools/bench_nets.py --prepare generates nets with pycaffe, which only the
+    CPU build makes. `make -n` (recursive makes still print their commands)
+    shows the CPU build before the generator, and the generator pointed at it."""
+    cpu, kit = tmp_path / "cpu", tmp_path / "kit"
+    out = subprocess.run(["make", "-n", "device-kit", "KIT_PYTHON=" + sys.executable,
+                          "CPU_BUILD=%s" % cpu, "KIT_BUILD=%s" % kit],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    build = next(i for i, l in enumerate(lines) if l.startswith("cmake --build %s " % cpu))
+    prepare = next(i for i, l in enumerate(lines) if "tools/bench_nets.py --prepare" in l)
+    assert build < prepare
+    assert lines[prepare].startswith("CAFFE_BUILD_DIR=%s " % cpu)
+    assert not cpu.exists() and not kit.exists()

@@ -209,6 +209,8 @@ def test_dummy_data_and_engine_options():
     dummy = net.layer[0]
     assert dummy.type == "DummyData" and list(dummy.top) == ["data", "label"]
     assert [list(s.dim) for s in dummy.dummy_data_param.shape] == [[3, 3, 227, 227], [3]]
+    # constant fillers: Caffe fills them once, not on the CPU at every pass
+    assert [f.type for f in dummy.dummy_data_param.data_filler] == ["constant", "constant"]
     assert not [l for l in net.layer if l.type == "Data"]
     engines = {l.name: getattr(l, variants.ENGINE_FIELDS[l.type]).engine
                for l in net.layer if l.type in variants.ENGINE_FIELDS}

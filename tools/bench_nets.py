@@ -7,8 +7,10 @@ Python's standard library (no pycaffe):
 
   tools/bench_nets.py --prepare DIR [--batch ARCH=N ...] [--lmdb-source PATH --mean-file F]
       writes DIR/*.prototxt and DIR/plan.json with the net generator
-      (python/gencaffe/nets): train_val nets with DummyData input (Gaussian
-      images, labels 0) at the paper's batch sizes (LeNet 64, AlexNet and ZF
+      (python/gencaffe/nets): train_val nets with DummyData input (constant
+      images and labels, which Caffe fills once at set-up: a Gaussian filler is
+      redrawn on the CPU every pass and was what the first GPU bench timed) at
+      the paper's batch sizes (LeNet 64, AlexNet and ZF
       256) unless --batch says otherwise; for AlexNet also throughput solvers,
       each with the default engine (cuDNN in a cuDNN build) and with every
       layer forced to Caffe's own (engine: CAFFE), from DummyData and, with
@@ -231,7 +233,8 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations):
         "# Whole-net benchmarks: GG vs DG, and training throughput",
         "",
         "Measured %s on %s by `tools/bench_nets.py --run ... %s--repeats %d --iterations %d` "
-        "(nets from `--prepare`: the generator's train_val nets with DummyData input); "
+        "(nets from `--prepare`: the generator's train_val nets with DummyData input, constant "
+        "fillers, filled once at set-up); "
         "BLAS threads: %s; load average at the end: %s."
         % (datetime.datetime.now().isoformat(timespec="seconds"), device_name(gpu),
            "" if gpu is None else "--gpu %d " % gpu, repeats, iterations,

@@ -100,11 +100,17 @@ def train_data(n, spec: DataSpec, semi_supervised=False):
 
 
 def dummy_data(n, spec: DataSpec, image_shape):
-    """n.data (batch x image_shape, Gaussian) and n.label (batch, zeros)."""
+    """n.data (batch x image_shape, all ones) and n.label (batch, zeros).
+
+    Constant fillers, because Caffe's DummyData layer fills those once at
+    set-up and refills every other filler on every forward pass, on the CPU:
+    a Gaussian image batch of AlexNet at 256 (39.6 M numbers) took longer than
+    the net's whole forward and backward pass on an H200 (results/gpu_bench.md),
+    so a benchmark timed the random number generator."""
     caffe, L, P = _caffe()
     n.data, n.label = L.DummyData(
         shape=[dict(dim=[spec.train_batch] + list(image_shape)), dict(dim=[spec.train_batch])],
-        data_filler=[dict(type="gaussian", std=1), dict(type="constant", value=0)], ntop=2)
+        data_filler=[dict(type="constant", value=1), dict(type="constant", value=0)], ntop=2)
 
 
 # Layer types whose implementation Caffe picks by an `engine` field (CAFFE or
