@@ -217,6 +217,7 @@ class Chunk(CaffeTraining):
     resume: Optional[str] = None    # -snapshot: previous's .solverstate (same stage)
     weights: Optional[str] = None   # -weights: previous's .caffemodel (stage 2's first)
     keep: bool = False              # keep the snapshot when the next chunk is done
+    run_root: str = ""              # the run's folder: its epoch<k>/, deploy, evaluation
     keep_solverstate = True
 
     def snapshot_prefix(self):
@@ -268,50 +269,64 @@ def chunk_seed(seed: int, epoch_index: int, stage2: bool) -> int:
     return SEED_STRIDE * seed + epoch_index + (STAGE2_OFFSET if stage2 else 0)
 
 
-def chain(settings: Settings, data: DataInfo, arch: str, approach: str, seed: int,
-          sched: Schedule) -> List[Chunk]:
-    """The chunks of one run, in order (stage 2's first resumes stage 1's epoch S)."""
-    stage = SOLVER_STAGE[approach]
-    template = load_template(settings, arch, stage)
-    net = generated_net(arch, VARIANT[approach], data, settings)
-    deploy_dir = run_dir(settings, arch, approach, seed)
-    test_iter = int(math.ceil(data.val_count / float(settings.test_batch or
-                                                     net_spec(arch, data, settings)[0]
-                                                     .data.test_batch)))
-    previous = None
-    two_stage = approach in STAGE1_OF
-    if two_stage:
-        source = chain(settings, data, arch, STAGE1_OF[approach], seed, sched)
-        previous = source[sched.switch - 1]
+def epoch_chunks(settings, template, files: Dict[str, str], data_fingerprint: str, *,
+                 arch: str, approach: str, seed: int, title: str, run_root: str,
+                 epochs: Sequence[int], total_epochs: int, iters_per_epoch: int, stepsize: int,
+                 test_iter: int, previous: Optional[Chunk] = None, stage2: bool = False,
+                 keep_epochs: Sequence[int] = ()) -> List[Chunk]:
+    """The chunks of one run (or one stage): an epoch each, `epochs` their global
+    numbers. The committed solver `template` with the overrides every chunk
+    needs; a stage 2 (`stage2`) counts its solver's iterations from 0 and its
+    first chunk starts from `previous`'s weights with -weights, every other
+    chunk resumes the chunk before it with -snapshot. The snapshots of the
+    last epoch and of `keep_epochs` are kept when the next chunk is done."""
     chunks = []
-    for index in range(sched.stage_epochs(approach)):
-        epoch = sched.first_epoch(approach) + index
-        first, last = index * sched.iters_per_epoch, (index + 1) * sched.iters_per_epoch
-        if not two_stage:
-            first, last = (epoch - 1) * sched.iters_per_epoch, epoch * sched.iters_per_epoch
-        directory = os.path.join(deploy_dir, "epoch%d" % epoch)
+    for index, epoch in enumerate(epochs):
+        first = (index if stage2 else epoch - 1) * iters_per_epoch
+        last = first + iters_per_epoch
+        directory = os.path.join(run_root, "epoch%d" % epoch)
         solver = solver_config.with_overrides(
             template, net=os.path.join(directory, "train_val.prototxt"), max_iter=last,
-            stepsize=sched.stepsize, test_iter=[test_iter], test_interval=last,
-            test_initialization=(first == 0 and not two_stage), snapshot=0,
-            display=min(template.display, sched.iters_per_epoch),
+            stepsize=stepsize, test_iter=[test_iter], test_interval=last,
+            test_initialization=(first == 0 and not stage2), snapshot=0,
+            display=min(template.display, iters_per_epoch),
             snapshot_prefix=os.path.join(directory, arch),
-            random_seed=chunk_seed(seed, index, two_stage),
+            random_seed=chunk_seed(seed, index, stage2),
             solver_mode="CPU" if settings.gpu is None else "GPU")
-        label = "%s %s seed %d epoch %d/%d" % (arch, TITLES[approach], seed, epoch,
-                                                sched.epochs)
-        chunk = Chunk(label, directory, arch, approach, seed, epoch, first, last,
-                      solver_config.solver_text(solver), {"train_val.prototxt": net},
-                      data.fingerprint, previous=previous,
-                      keep=(epoch == sched.epochs or
-                            (approach in STAGE1_OF.values() and epoch == sched.switch)))
-        if previous is not None and index == 0 and two_stage:
+        chunk = Chunk("%s epoch %d/%d" % (title, epoch, total_epochs), directory, arch, approach,
+                      seed, epoch, first, last, solver_config.solver_text(solver), dict(files),
+                      data_fingerprint, previous=previous, run_root=run_root,
+                      keep=(epoch == epochs[-1] or epoch in keep_epochs))
+        if previous is not None and index == 0 and stage2:
             chunk.weights = previous.final_snapshot(settings)
         elif previous is not None:
             chunk.resume = previous.solverstate()
         chunks.append(chunk)
         previous = chunk
     return chunks
+
+
+def chain(settings: Settings, data: DataInfo, arch: str, approach: str, seed: int,
+          sched: Schedule) -> List[Chunk]:
+    """The chunks of one run, in order (stage 2's first resumes stage 1's epoch S)."""
+    template = load_template(settings, arch, SOLVER_STAGE[approach])
+    net = generated_net(arch, VARIANT[approach], data, settings)
+    test_iter = int(math.ceil(data.val_count / float(settings.test_batch or
+                                                     net_spec(arch, data, settings)[0]
+                                                     .data.test_batch)))
+    two_stage = approach in STAGE1_OF
+    previous = None
+    if two_stage:
+        previous = chain(settings, data, arch, STAGE1_OF[approach], seed, sched)[sched.switch - 1]
+    first = sched.first_epoch(approach)
+    return epoch_chunks(
+        settings, template, {"train_val.prototxt": net}, data.fingerprint, arch=arch,
+        approach=approach, seed=seed, title="%s %s seed %d" % (arch, TITLES[approach], seed),
+        run_root=run_dir(settings, arch, approach, seed),
+        epochs=range(first, first + sched.stage_epochs(approach)), total_epochs=sched.epochs,
+        iters_per_epoch=sched.iters_per_epoch, stepsize=sched.stepsize, test_iter=test_iter,
+        previous=previous, stage2=two_stage,
+        keep_epochs=[sched.switch] if approach in STAGE1_OF.values() else [])
 
 
 def ensure_chain(runner: "Runner", chunks: Sequence[Chunk]) -> None:
@@ -338,15 +353,14 @@ def ensure_chain(runner: "Runner", chunks: Sequence[Chunk]) -> None:
 
 # ------------------------------------------------------------------ evaluation
 
-def eval_path(settings: Settings, arch: str, approach: str, seed: int) -> str:
-    return os.path.join(run_dir(settings, arch, approach, seed), EVAL_NAME)
+def eval_path(final: Chunk) -> str:
+    return os.path.join(final.run_root, EVAL_NAME)
 
 
 def read_eval(settings: Settings, final: Chunk) -> Optional[dict]:
     import json
     try:
-        with open(settings.path(eval_path(settings, final.arch, final.approach,
-                                          final.seed))) as handle:
+        with open(settings.path(eval_path(final))) as handle:
             result = json.load(handle)
     except (OSError, ValueError):
         return None
@@ -368,12 +382,12 @@ def evaluate(settings: Settings, data: DataInfo, final: Chunk, registry=None) ->
     cached = read_eval(settings, final)
     if cached is not None:
         return cached
-    folder = run_dir(settings, final.arch, final.approach, final.seed)
+    folder = final.run_root
     deploy = os.path.join(folder, "deploy.prototxt")
     solver_config.write_text_atomic(settings.path(deploy),
                                     generated_net(final.arch, "deploy", data, settings))
     weights = final.final_snapshot(settings)
-    label = "%s %s seed %d" % (final.arch, TITLES[final.approach], final.seed)
+    label = final.label.rsplit(" epoch ", 1)[0]
     partial = os.path.join(folder, "eval.partial.json")
     command = [sys.executable, os.path.join(settings.repo, "tools", "eval_crops.py"),
                "--model", deploy, "--weights", weights, "--lmdb", data.path("val_lmdb"),
@@ -403,8 +417,7 @@ def evaluate(settings: Settings, data: DataInfo, final: Chunk, registry=None) ->
     with open(settings.path(partial)) as handle:
         result = json.load(handle)
     result["weights_sha256"] = file_sha256(settings.path(weights))
-    crop_eval.write_results(result, settings.path(eval_path(settings, final.arch,
-                                                            final.approach, final.seed)))
+    crop_eval.write_results(result, settings.path(eval_path(final)))
     for stale in (partial, partial[:-len(".json")] + ".md"):
         os.remove(settings.path(stale))
     settings.log("[%s] 5-crop top-1 error %.2f %%, top-5 error %.2f %%"
