@@ -1,0 +1,80 @@
+"""tools/reproduce_tiny_imagenet_semi.py (gencaffe.experiments.tiny_imagenet_semi
+and its report) with the real caffe on a generated Tiny-ImageNet-layout tree:
+the paper's labelled shares, the schedule, the mixed batches' labelled share,
+the splits, and the DG tuning starting from the semi-supervised GG run."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tiny_tree
+from conftest import BUILD
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(REPO, "tools", "reproduce_tiny_imagenet_semi.py")
+TOOLS = os.path.join(BUILD, "caffe", "tools")
+CAFFE = os.path.join(TOOLS, "caffe")
+needs_caffe = pytest.mark.skipif(
+    not all(os.access(os.path.join(TOOLS, t), os.X_OK)
+            for t in ("caffe", "convert_imageset", "compute_image_mean")),
+    reason="needs the CPU build (caffe, convert_imageset, compute_image_mean)")
+
+
+def test_labelled_counts_are_table_3s_shares():
+    from gencaffe.experiments import tiny_imagenet_semi as semi
+    assert [semi.labelled_count(f, 60000) for f in ("50k", "100k", "300k")] == \
+        [2342, 4683, 14050]
+    assert semi.labelled_count("300k", 100000) == 23416      # the full Tiny ImageNet
+    with pytest.raises(semi.tiny.TinyError, match="unknown fraction"):
+        semi.labelled_count("1k", 60000)
+
+
+def test_schedule_gives_both_approaches_the_same_budget():
+    from gencaffe.experiments import tiny_imagenet_semi as semi
+    from gencaffe.experiments.imagenet_smoke import DataInfo
+    settings = semi.Settings(repo=REPO, caffe=CAFFE)
+    sched = semi.schedule(settings, DataInfo("d", 200, 60000, 10000, "f"), 250)
+    assert (sched.epochs, sched.switch, sched.iters_per_epoch, sched.stepsize) == \
+        (9, 6, 240, 617)
+    sched = semi.schedule(dataclasses.replace(settings, epochs=3),
+                          DataInfo("d", 200, 60000, 10000, "f"), 250)
+    assert (sched.epochs, sched.switch) == (3, 2)
+
+
+@needs_caffe
+def test_runs_splits_mixed_batches_and_tuning(tmp_path):
+    tiny_tree.make(tmp_path / "tree", classes=3, train_per_class=40, val_per_class=2)
+    subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_imagenet_lmdb.py"),
+                    str(tmp_path / "tree"), "--out-dir", str(tmp_path / "lmdb"), "--no-progress",
+                    "--jobs", "1", "--caffe-tools", TOOLS], check=True, capture_output=True)
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, TOOL, "--lmdb-dir", str(tmp_path / "lmdb"), "--splits-dir",
+         str(tmp_path / "splits"), "--runs-dir", str(runs), "--results-dir",
+         str(tmp_path / "results"), "--caffe", CAFFE, "--seeds", "1", "--fractions", "300k",
+         "--epochs", "3", "--batch", "20", "--progress-every", "600"],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    split = json.loads((tmp_path / "splits" / "300k_seed1" / "split.json").read_text())
+    assert split["counts"] == {"labelled": 28, "unlabelled": 92}    # 23.4 % of 120
+    assert not split["request"]["balanced"]                         # the paper's random subset
+    seed = runs / "300k" / "seed1"
+    net = (seed / "semi_gg" / "epoch1" / "train_val.prototxt").read_text()
+    # the subset's share of each batch of 20: 28/120 -> 5 labelled, 15 unlabelled
+    assert "batch_size: 5" in net and "batch_size: 15" in net
+    assert "labelled_lmdb" in net and "unlabelled_lmdb" in net and "class_prior" in net
+    # semi GG's snapshots of every epoch are kept (diagnostics); stage 2 starts from its last
+    assert all((seed / "semi_gg" / ("epoch%d" % e) / ("alexnet_iter_%d.caffemodel" % (6 * e)))
+               .exists() for e in (1, 2))
+    first = (seed / "semi_gg_dg" / "epoch3" / "train.log").read_text().splitlines()[0]
+    assert "-weights %s" % (seed / "semi_gg" / "epoch2" / "alexnet_iter_12.caffemodel") in first
+    tuning = (seed / "semi_gg_dg" / "epoch3" / "train_val.prototxt").read_text()
+    assert "unlabelled_lmdb" not in tuning and "GenerativeLoss" not in tuning
+    for approach in ("dg", "semi_gg", "semi_gg_dg"):
+        assert json.loads((seed / approach / "eval.5crop.json").read_text())["crops"] == 5
+    report = (tmp_path / "results" / "tiny_imagenet_semi.md").read_text()
+    assert "| 300k (28) | semi-supervised GG + DG tuning |" in report
+    assert "| 300k | " in report and "(no paired seeds yet)" not in report
