@@ -12,7 +12,8 @@ python=${1:-python3}
 debs=(build-essential cmake patch dpkg-dev ccache debian-archive-keyring
       libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
       libgoogle-glog-dev libgflags-dev libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev
-      libprotobuf-dev protobuf-compiler libopenblas-dev libopencv-dev)
+      libprotobuf-dev protobuf-compiler libopenblas-dev libopencv-dev
+      graphviz bsdextrautils)  # graphviz: draw_net.py; bsdextrautils: column, for parse_log.sh
 
 missing=()
 for p in "${debs[@]}"; do
