@@ -231,32 +231,21 @@ def _write(net_param):
 
 # ---------------------------------------------------------------- input size (Tiny ImageNet)
 
-def test_tiny_alexnet_map_sizes_and_parameters():
-    """56x56 crops, conv1 stride 2: the maps alexnet.py documents, pool5 2x2, and
-    its parameter count (200 classes)."""
+@pytest.mark.parametrize("key,maps,millions", [
+    ("alexnet_tiny", {"conv1": 23, "pool1": 11, "conv2": 11, "pool2": 5, "conv3": 5,
+                      "conv5": 5, "pool5": 2}, 24.1),
+    ("zf_tiny", {"conv1": 52, "pool1": 26, "conv2": 11, "pool2": 5, "conv3": 5, "conv5": 5,
+                 "pool5": 2}, 25.5)])
+def test_tiny_map_sizes_and_parameters(key, maps, millions):
+    """56x56 crops, conv1's stride halved: the maps alexnet.py and zf.py document,
+    pool5 2x2, and the parameter count at 200 classes."""
     import caffe
-    path = catalog.committed_path(REPO, catalog.architecture("alexnet_tiny"), "deploy")
-    net = caffe.Net(path, caffe.TEST)
-    sizes = {name: net.blobs[name].data.shape[1:] for name in
-             ("data", "conv1", "pool1", "conv2", "pool2", "conv3", "conv5", "pool5", "fc8")}
-    assert sizes == {"data": (3, 56, 56), "conv1": (96, 23, 23), "pool1": (96, 11, 11),
-                     "conv2": (256, 11, 11), "pool2": (256, 5, 5), "conv3": (384, 5, 5),
-                     "conv5": (256, 5, 5), "pool5": (256, 2, 2), "fc8": (200,)}
+    net = caffe.Net(catalog.committed_path(REPO, catalog.architecture(key), "deploy"), caffe.TEST)
+    assert net.blobs["data"].data.shape[1:] == (3, 56, 56)
+    assert {name: net.blobs[name].data.shape[2] for name in maps} == maps
+    assert net.blobs["fc8"].data.shape[1:] == (200,)
     count = sum(b.data.size for blobs in net.params.values() for b in blobs)
-    assert round(count / 1e6, 1) == 24.1
-
-
-def test_tiny_zf_map_sizes_and_parameters():
-    import caffe
-    path = catalog.committed_path(REPO, catalog.architecture("zf_tiny"), "deploy")
-    net = caffe.Net(path, caffe.TEST)
-    sizes = {name: net.blobs[name].data.shape[1:] for name in
-             ("data", "conv1", "pool1", "conv2", "pool2", "conv3", "conv5", "pool5", "fc8")}
-    assert sizes == {"data": (3, 56, 56), "conv1": (96, 52, 52), "pool1": (96, 26, 26),
-                     "conv2": (256, 11, 11), "pool2": (256, 5, 5), "conv3": (384, 5, 5),
-                     "conv5": (256, 5, 5), "pool5": (256, 2, 2), "fc8": (200,)}
-    count = sum(b.data.size for blobs in net.params.values() for b in blobs)
-    assert round(count / 1e6, 1) == 25.5
+    assert round(count / 1e6, 1) == millions
 
 
 @pytest.mark.parametrize("key", ["alexnet", "zf"])

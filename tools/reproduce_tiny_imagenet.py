@@ -33,7 +33,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
-from gencaffe.cli_args import choice_list, int_list, log, positive_int  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, positive_int  # noqa: E402
+from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 
 ARCHS = ("alexnet", "zf")
 APPROACHES = ("dg", "gg", "gg_dg", "control")
@@ -44,7 +45,8 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     exp = p.add_argument_group("experiment")
     exp.add_argument("--archs", type=choice_list(ARCHS, "architecture", canonical_order=True),
-                     default=list(ARCHS), help="comma-separated subset of alexnet,zf (default both)")
+                     default=list(ARCHS),
+                     help="comma-separated subset of alexnet,zf (default both)")
     exp.add_argument("--approaches", type=choice_list(APPROACHES, "approach",
                                                       canonical_order=True),
                      default=list(APPROACHES),
@@ -68,32 +70,7 @@ def build_parser():
                       help="tools/make_imagenet_lmdb.py's output for tiny-imagenet-200 "
                            "(train_lmdb, val_lmdb, mean.binaryproto, classes.txt); relative to "
                            "the repo root or absolute (default %(default)s)")
-    run = p.add_argument_group("running")
-    run.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools",
-                                                     "caffe"),
-                     help="the caffe binary (default %(default)s)")
-    run.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
-                     help="runs at once (default %(default)s: a DG and a GG run side by side)")
-    run.add_argument("--threads", type=positive_int, default=1,
-                     help="BLAS/OpenMP threads per caffe process (default %(default)s)")
-    run.add_argument("--gpu", type=int, metavar="ID", default=None,
-                     help="train (solver_mode GPU) and evaluate on this GPU")
-    run.add_argument("--eval-batch", type=positive_int, default=50,
-                     help="images per forward pass of the 5-crop evaluation (default %(default)s)")
-    run.add_argument("--max-epochs", type=positive_int, default=None,
-                     help="train at most N epochs in this call, then stop (rerun to go on)")
-    run.add_argument("--runs-dir", default="runs/tiny_imagenet",
-                     help="run directories, relative to the repo root (default %(default)s)")
-    run.add_argument("--results-dir", default="results",
-                     help="where tiny_imagenet.md and tiny_imagenet.png go (default %(default)s)")
-    run.add_argument("--retries", type=int, default=1,
-                     help="retrain an epoch whose caffe failed this many more times "
-                          "(default %(default)s)")
-    run.add_argument("--report-only", action="store_true",
-                     help="train nothing; rewrite the report from the runs on disk")
-    run.add_argument("--progress-every", type=float, default=120.0,
-                     help="seconds between progress lines of a running epoch (default "
-                          "%(default)s)")
+    epoch_runs_cli.add_running_options(p, REPO, "runs/tiny_imagenet", "tiny_imagenet")
     return p
 
 
@@ -109,13 +86,9 @@ def seeds_of(args):
 
 def make_settings(args):
     from gencaffe.experiments import tiny_imagenet as tiny
-    return tiny.Settings(
-        repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
-        lmdb_dir=args.lmdb_dir, archs=args.archs, approaches=args.approaches,
-        seeds=seeds_of(args), epochs=args.epochs, train_batch=args.batch,
-        eval_batch=args.eval_batch, chunk_limit=args.max_epochs, log=log,
-        progress_every_s=args.progress_every, threads_per_job=args.threads,
-        retries=args.retries, jobs=args.jobs, gpu=args.gpu)
+    return tiny.Settings(repo=REPO, lmdb_dir=args.lmdb_dir, archs=args.archs,
+                         approaches=args.approaches, seeds=seeds_of(args), epochs=args.epochs,
+                         train_batch=args.batch, **epoch_runs_cli.running_settings(args))
 
 
 def main(argv=None):
@@ -124,39 +97,10 @@ def main(argv=None):
     from gencaffe import pycaffe_path
     pycaffe_path.add_build_pycaffe(REPO)
     pycaffe_path.require_caffe_pb2()
-    from gencaffe.experiments import caffe_runs
-    from gencaffe.experiments import tiny_imagenet as tiny
-    from gencaffe.experiments import tiny_imagenet_report as report
-    settings = make_settings(args)
-    paths = (os.path.join(REPO, args.results_dir, "tiny_imagenet.md"),
-             os.path.join(REPO, args.results_dir, "tiny_imagenet.png"))
-    try:
-        data = tiny.prepare(settings)
-        log("data: %s: %d classes, %d train / %d val images"
-            % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
-        write = report.writer(settings, data, paths, argv)
-        if args.report_only:
-            write()
-            log("report: %s, %s" % paths)
-            return 0
-        if not os.access(settings.caffe, os.X_OK):
-            raise tiny.TinyError("no caffe binary at %s (build first with `make`, or pass "
-                                 "--caffe)" % settings.caffe)
-        runner = tiny.Runner(settings, data=data)
-        work = tiny.tasks(settings, runner, data)   # every net and solver checked here
-    except tiny.TinyError as err:
-        log("error: %s" % err)
-        return 2
-    log("plan: %s; %d epoch(s) of training to do, %d run(s) at a time, runs in %s"
-        % ("; ".join(label for label, _ in work), runner.epochs_left, args.jobs,
-           args.runs_dir))
-    failures = caffe_runs.drive(runner, work, args.jobs, write, log)
-    stopped = [f for f in failures if isinstance(f[1], tiny.ChunkLimitReached)]
-    if stopped and len(stopped) == len(failures):
-        log("stopped after %d epoch(s) as asked (--max-epochs); the same command goes on"
-            % args.max_epochs)
-        return 0
-    return caffe_runs.exit_status(failures, log, "task(s)")
+    from gencaffe.experiments import tiny_imagenet, tiny_imagenet_report
+    return epoch_runs_cli.main(make_settings(args), args, argv,
+                               epoch_runs_cli.report_paths(REPO, args, "tiny_imagenet"),
+                               tiny_imagenet.tasks, tiny_imagenet_report.writer)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python"))
-from gencaffe.cli_args import choice_list, int_list, log, positive_int  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, positive_int  # noqa: E402
+from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 
 FRACTIONS = ("50k", "100k", "300k")
 APPROACHES = ("dg", "semi_gg", "semi_gg_dg")
@@ -70,32 +71,7 @@ def build_parser():
     data.add_argument("--splits-dir", default="data/tiny_imagenet/semi",
                       help="where the splits go, one folder per fraction and seed "
                            "(default %(default)s)")
-    run = p.add_argument_group("running")
-    run.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools",
-                                                     "caffe"),
-                     help="the caffe binary (default %(default)s)")
-    run.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
-                     help="runs at once (default %(default)s)")
-    run.add_argument("--threads", type=positive_int, default=1,
-                     help="BLAS/OpenMP threads per caffe process (default %(default)s)")
-    run.add_argument("--gpu", type=int, metavar="ID", default=None,
-                     help="train and evaluate on this GPU")
-    run.add_argument("--eval-batch", type=positive_int, default=50,
-                     help="images per forward pass of the 5-crop evaluation (default %(default)s)")
-    run.add_argument("--max-epochs", type=positive_int, default=None,
-                     help="train at most N epochs in this call, then stop (rerun to go on)")
-    run.add_argument("--runs-dir", default="runs/tiny_imagenet_semi",
-                     help="run directories, relative to the repo root (default %(default)s)")
-    run.add_argument("--results-dir", default="results",
-                     help="where tiny_imagenet_semi.md and .png go (default %(default)s)")
-    run.add_argument("--retries", type=int, default=1,
-                     help="retrain an epoch whose caffe failed this many more times "
-                          "(default %(default)s)")
-    run.add_argument("--report-only", action="store_true",
-                     help="train nothing; rewrite the report from the runs on disk")
-    run.add_argument("--progress-every", type=float, default=120.0,
-                     help="seconds between progress lines of a running epoch (default "
-                          "%(default)s)")
+    epoch_runs_cli.add_running_options(p, REPO, "runs/tiny_imagenet_semi", "tiny_imagenet_semi")
     return p
 
 
@@ -105,47 +81,17 @@ def main(argv=None):
     from gencaffe import pycaffe_path
     pycaffe_path.add_build_pycaffe(REPO)
     pycaffe_path.require_caffe_pb2()
-    from gencaffe.experiments import caffe_runs
-    from gencaffe.experiments import tiny_imagenet as tiny
     from gencaffe.experiments import tiny_imagenet_semi as semi
     from gencaffe.experiments import tiny_imagenet_semi_report as report
     settings = semi.Settings(
-        repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
-        lmdb_dir=args.lmdb_dir, splits_dir=args.splits_dir, fractions=args.fractions,
-        semi_seeds=args.seeds, seeds={semi.ARCH: args.seeds}, train_batch=args.batch,
-        approaches=args.approaches, balanced=args.balanced,
+        repo=REPO, lmdb_dir=args.lmdb_dir, splits_dir=args.splits_dir,
+        fractions=args.fractions, semi_seeds=args.seeds, seeds={semi.ARCH: args.seeds},
+        train_batch=args.batch, approaches=args.approaches, balanced=args.balanced,
         labelled_share=args.labelled_share, unlabeled_weight=args.unlabeled_weight,
-        epochs=args.epochs, eval_batch=args.eval_batch, chunk_limit=args.max_epochs, log=log,
-        progress_every_s=args.progress_every, threads_per_job=args.threads,
-        retries=args.retries, jobs=args.jobs, gpu=args.gpu)
-    paths = (os.path.join(REPO, args.results_dir, "tiny_imagenet_semi.md"),
-             os.path.join(REPO, args.results_dir, "tiny_imagenet_semi.png"))
-    try:
-        data = tiny.prepare(settings)
-        log("data: %s: %d classes, %d train / %d val images"
-            % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
-        write = report.writer(settings, data, paths, argv)
-        if args.report_only:
-            write()
-            log("report: %s, %s" % paths)
-            return 0
-        if not os.access(settings.caffe, os.X_OK):
-            raise tiny.TinyError("no caffe binary at %s (build first with `make`, or pass "
-                                 "--caffe)" % settings.caffe)
-        runner = tiny.Runner(settings, data=data)
-        work = semi.tasks(settings, runner, data)   # splits made, nets and solvers checked
-    except tiny.TinyError as err:
-        log("error: %s" % err)
-        return 2
-    log("plan: %s; %d epoch(s) of training to do, %d run(s) at a time"
-        % ("; ".join(label for label, _ in work), runner.epochs_left, args.jobs))
-    failures = caffe_runs.drive(runner, work, args.jobs, write, log)
-    stopped = [f for f in failures if isinstance(f[1], tiny.ChunkLimitReached)]
-    if stopped and len(stopped) == len(failures):
-        log("stopped after %d epoch(s) as asked (--max-epochs); the same command goes on"
-            % args.max_epochs)
-        return 0
-    return caffe_runs.exit_status(failures, log, "task(s)")
+        epochs=args.epochs, **epoch_runs_cli.running_settings(args))
+    return epoch_runs_cli.main(settings, args, argv,
+                               epoch_runs_cli.report_paths(REPO, args, "tiny_imagenet_semi"),
+                               semi.tasks, report.writer)
 
 
 if __name__ == "__main__":

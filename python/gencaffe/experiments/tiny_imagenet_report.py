@@ -47,37 +47,46 @@ def objective(approach: str, epoch: int, sched: tiny.Schedule) -> str:
     return "DG"
 
 
-def collect_run(settings, data, arch, approach, seed, sched) -> RunResult:
-    result = RunResult(arch, approach, seed, epochs_total=sched.epochs)
-    chunks = tiny.chain(settings, data, arch, approach, seed, sched)
-    if approach in tiny.STAGE1_OF:   # the shared stage 1: the source run's first S epochs
-        source = tiny.chain(settings, data, arch, tiny.STAGE1_OF[approach], seed, sched)
-        chunks = source[:sched.switch] + chunks
-    ipe = float(sched.iters_per_epoch)
+def read_chunks(settings, result: RunResult, chunks, iters_per_epoch: int, objective_of) -> None:
+    """Add the done chunks of a run (in order, up to the first not done) to
+    `result`: epochs, times, train displays (x in epochs, objective_of(chunk)
+    = "DG" or "GG"), test passes; and, when all are done, the centre-crop
+    error of the last test pass and the 5-crop evaluation of the last chunk."""
+    ipe = float(iters_per_epoch)
     for chunk in chunks:
         done = chunk.read_done(settings)
         if done is None or not chunk.is_complete(settings):
             break
         result.epochs_done += 1
         result.train_seconds += done.get("seconds", 0.0)
-        if chunk.approach == approach:
+        if chunk.approach == result.approach:
             result.epoch_seconds.append(done.get("seconds", 0.0))
         parsed = chunk.parsed_log(settings)
         start = chunk.epoch - 1 - chunk.first_iter / ipe   # epoch x of the solver's iteration 0
-        kind = objective(approach, chunk.epoch, sched)
-        for d in parsed.train_displays:
-            result.displays.append((start + d.iteration / ipe, d.smoothed_loss, kind))
-        for t in parsed.tests():
-            result.tests.append((start + t.iteration / ipe, t.outputs.get("accuracy"),
-                                 t.outputs.get("accuracy_top5")))
-    if result.epochs_done == sched.epochs and result.tests and result.tests[-1][1] is not None:
+        kind = objective_of(chunk)
+        result.displays += [(start + d.iteration / ipe, d.smoothed_loss, kind)
+                            for d in parsed.train_displays]
+        result.tests += [(start + t.iteration / ipe, t.outputs.get("accuracy"),
+                          t.outputs.get("accuracy_top5")) for t in parsed.tests()]
+    if result.epochs_done < len(chunks):
+        return
+    if result.tests and result.tests[-1][1] is not None:
         result.centre_top1_error = 100.0 * (1.0 - result.tests[-1][1])
-    evaluation = tiny.read_eval(settings, chunks[-1]) if result.epochs_done == sched.epochs \
-        else None
+    evaluation = tiny.read_eval(settings, chunks[-1])
     if evaluation:
         result.top1_error = evaluation["top1_error"]
         result.top5_error = evaluation["top5_error"]
         result.eval_seconds = evaluation.get("seconds")
+
+
+def collect_run(settings, data, arch, approach, seed, sched) -> RunResult:
+    result = RunResult(arch, approach, seed, epochs_total=sched.epochs)
+    chunks = tiny.chain(settings, data, arch, approach, seed, sched)
+    if approach in tiny.STAGE1_OF:   # the shared stage 1: the source run's first S epochs
+        source = tiny.chain(settings, data, arch, tiny.STAGE1_OF[approach], seed, sched)
+        chunks = source[:sched.switch] + chunks
+    read_chunks(settings, result, chunks, sched.iters_per_epoch,
+                lambda chunk: objective(approach, chunk.epoch, sched))
     return result
 
 

@@ -10,40 +10,17 @@ from .. import solver_config
 from ..atomic_io import atomic_write
 from . import caffe_runs
 from . import tiny_imagenet_semi as semi
-from .tiny_imagenet_report import RunResult, _num, mean_sd
+from .tiny_imagenet_report import RunResult, _num, mean_sd, read_chunks
 
 
 def collect_run(settings, data, fraction, seed, approach, sched, manifest) -> RunResult:
-    from . import tiny_imagenet as tiny
     result = RunResult(fraction, approach, seed,
                        epochs_total=sched.switch if approach == "semi_gg" else sched.epochs)
     chunks = semi.chain(settings, data, fraction, seed, approach, sched, manifest)
     if approach == "semi_gg_dg":
         chunks = semi.chain(settings, data, fraction, seed, "semi_gg", sched, manifest) + chunks
-    ipe = float(sched.iters_per_epoch)
-    for chunk in chunks:
-        done = chunk.read_done(settings)
-        if done is None or not chunk.is_complete(settings):
-            break
-        result.epochs_done += 1
-        result.train_seconds += done.get("seconds", 0.0)
-        if chunk.approach == approach:
-            result.epoch_seconds.append(done.get("seconds", 0.0))
-        parsed = chunk.parsed_log(settings)
-        start = chunk.epoch - 1 - chunk.first_iter / ipe
-        kind = "GG" if chunk.approach == "semi_gg" else "DG"
-        result.displays += [(start + d.iteration / ipe, d.smoothed_loss, kind)
-                            for d in parsed.train_displays]
-        result.tests += [(start + t.iteration / ipe, t.outputs.get("accuracy"),
-                          t.outputs.get("accuracy_top5")) for t in parsed.tests()]
-    if result.epochs_done == result.epochs_total and result.tests \
-            and result.tests[-1][1] is not None:
-        result.centre_top1_error = 100.0 * (1.0 - result.tests[-1][1])
-        evaluation = tiny.read_eval(settings, chunks[-1])
-        if evaluation:
-            result.top1_error = evaluation["top1_error"]
-            result.top5_error = evaluation["top5_error"]
-            result.eval_seconds = evaluation.get("seconds")
+    read_chunks(settings, result, chunks, sched.iters_per_epoch,
+                lambda chunk: "GG" if chunk.approach == "semi_gg" else "DG")
     return result
 
 

@@ -1,0 +1,91 @@
+"""The command-line shell the epoch-per-process runners share
+(tools/reproduce_tiny_imagenet.py, tools/reproduce_tiny_imagenet_semi.py): their
+"running" options, the Settings fields those set, and the main loop (check the
+data, plan, train with progress, rewrite the report after every epoch, exit
+status)."""
+import os
+from typing import Callable, Tuple
+
+from ..cli_args import log, positive_int
+
+
+def add_running_options(parser, repo: str, runs_dir: str, report_name: str):
+    run = parser.add_argument_group("running")
+    run.add_argument("--caffe", default=os.path.join(repo, "build", "cpu", "caffe", "tools",
+                                                     "caffe"),
+                     help="the caffe binary (default %(default)s)")
+    run.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
+                     help="runs at once (default %(default)s)")
+    run.add_argument("--threads", type=positive_int, default=1,
+                     help="BLAS/OpenMP threads per caffe process (default %(default)s)")
+    run.add_argument("--gpu", type=int, metavar="ID", default=None,
+                     help="train (solver_mode GPU) and evaluate on this GPU (with a CUDA "
+                          "build: --caffe and CAFFE_BUILD_DIR pointing at it)")
+    run.add_argument("--eval-batch", type=positive_int, default=50,
+                     help="images per forward pass of the 5-crop evaluation (default %(default)s)")
+    run.add_argument("--max-epochs", type=positive_int, default=None,
+                     help="train at most N epochs in this call, then stop (rerun to go on)")
+    run.add_argument("--runs-dir", default=runs_dir,
+                     help="run directories, relative to the repo root (default %(default)s)")
+    run.add_argument("--results-dir", default="results",
+                     help="where %s.md and %s.png go (default %%(default)s)"
+                          % (report_name, report_name))
+    run.add_argument("--retries", type=int, default=1,
+                     help="retrain an epoch whose caffe failed this many more times "
+                          "(default %(default)s)")
+    run.add_argument("--report-only", action="store_true",
+                     help="train nothing; rewrite the report from the runs on disk")
+    run.add_argument("--progress-every", type=float, default=120.0,
+                     help="seconds between progress lines of a running epoch (default "
+                          "%(default)s)")
+    return run
+
+
+def running_settings(args) -> dict:
+    """The Settings fields (gencaffe.experiments.tiny_imagenet.Settings) the
+    running options set."""
+    return dict(caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
+                eval_batch=args.eval_batch, chunk_limit=args.max_epochs, log=log,
+                progress_every_s=args.progress_every, threads_per_job=args.threads,
+                retries=args.retries, jobs=args.jobs, gpu=args.gpu)
+
+
+def report_paths(repo: str, args, report_name: str) -> Tuple[str, str]:
+    return (os.path.join(repo, args.results_dir, report_name + ".md"),
+            os.path.join(repo, args.results_dir, report_name + ".png"))
+
+
+def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callable) -> int:
+    """Check the data, plan (make_tasks(settings, runner, data) -> [(label, callable)]),
+    train with a report (make_writer(settings, data, paths, argv) -> callable) after
+    every epoch; the exit status: 0 done or stopped on purpose, 1 a task
+    failed, 2 bad input or set-up."""
+    from . import caffe_runs
+    from . import tiny_imagenet as tiny
+    try:
+        data = tiny.prepare(settings)
+        log("data: %s: %d classes, %d train / %d val images"
+            % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
+        write = make_writer(settings, data, paths, argv)
+        if args.report_only:
+            write()
+            log("report: %s, %s" % paths)
+            return 0
+        if not os.access(settings.caffe, os.X_OK):
+            raise tiny.TinyError("no caffe binary at %s (build first with `make`, or pass "
+                                 "--caffe)" % settings.caffe)
+        runner = tiny.Runner(settings, data=data)
+        work = make_tasks(settings, runner, data)   # every net and solver checked here
+    except tiny.TinyError as err:
+        log("error: %s" % err)
+        return 2
+    log("plan: %s; %d epoch(s) of training to do, %d run(s) at a time, runs in %s"
+        % ("; ".join(label for label, _ in work), runner.epochs_left, settings.jobs,
+           settings.runs_dir))
+    failures = caffe_runs.drive(runner, work, settings.jobs, write, log)
+    stopped = [f for f in failures if isinstance(f[1], tiny.ChunkLimitReached)]
+    if stopped and len(stopped) == len(failures):
+        log("stopped after %d epoch(s) as asked (--max-epochs); the same command goes on"
+            % settings.chunk_limit)
+        return 0
+    return caffe_runs.exit_status(failures, log, "task(s)")
