@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from gencaffe.data import datum_io  # noqa: E402
 from gencaffe.data import idx
 from gencaffe.data import mnist as mnist_data
 
@@ -200,7 +201,7 @@ def test_bad_input_writes_nothing_and_keeps_older_outputs(tmp_path):
     with pytest.raises(mnist_data.MnistDataError, match=r"t10k-labels-idx1-ubyte.gz: label 10"):
         mnist_data.make_idx_lmdbs(idx_files(tmp_path / "src"), str(out), log=lambda m: None)
     assert sorted(os.listdir(out)) == before   # the stamp and DBs of the earlier run stay
-    assert mnist_data.lmdb_entry_count(str(out / "mnist_test_lmdb")) == 5
+    assert datum_io.lmdb_count(str(out / "mnist_test_lmdb")) == 5
 
 
 def test_records_match_upstream_convert_mnist_data_on_the_same_files(tmp_path):
@@ -246,7 +247,7 @@ def test_tool_converts_an_idx_folder_from_another_directory(tmp_path):
     make_set(tmp_path / "fashion")
     proc = run_tool("--idx-dir", "fashion", "--out-dir", "lmdbs", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert mnist_data.lmdb_entry_count(str(tmp_path / "lmdbs" / "mnist_train_lmdb")) == 7
+    assert datum_io.lmdb_count(str(tmp_path / "lmdbs" / "mnist_train_lmdb")) == 7
     proc = run_tool("--idx-dir", "fashion", "--out-dir", "lmdbs", cwd=str(tmp_path))
     assert proc.returncode == 0 and "nothing to do" in proc.stdout
 

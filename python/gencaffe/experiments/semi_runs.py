@@ -159,9 +159,9 @@ def test_iterations(settings: Settings, k: int, seed: int) -> int:
     """Test batches for one pass over the evaluation LMDB (the Data layer wraps
     around for the last batch): 100 for the 10,000 MNIST test images."""
     import math
-    from ..data.splits import lmdb_entries
+    from ..data.datum_io import lmdb_count
     from ..nets import catalog
-    entries = lmdb_entries(settings.path(eval_source(settings, k, seed)))
+    entries = lmdb_count(settings.path(eval_source(settings, k, seed)))
     return int(math.ceil(entries / float(catalog.architecture("lenet").data.test_batch)))
 
 
