@@ -41,7 +41,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..atomic_io import atomic_write
+from .. import staging as staging_io
 from . import caffe_convert, datum_io, image_check, imagenet_sources
 from .imagenet_sources import Sources, Split, quote_some
 
@@ -111,12 +111,7 @@ def fingerprint(sources: Sources, options: Options) -> str:
 
 
 def read_manifest(out_dir: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(out_dir, MANIFEST_NAME)) as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("tool") == TOOL_ID else None
+    return staging_io.read_manifest(out_dir, MANIFEST_NAME, TOOL_ID)
 
 
 def outputs_match(out_dir: str, manifest: dict) -> bool:
@@ -385,24 +380,12 @@ def _check_classes_left(sources: Sources, train_list, skipped):
 
 
 def _promote(staging: str, out_dir: str, manifest: dict) -> None:
-    """Move the finished outputs into out_dir. First the manifest is replaced by one that
-    says "replacing" (no fingerprint: the folder stays ours, but is not current), the new
-    manifest comes last, so a run killed in between is never taken for a finished one."""
-    old_manifest = os.path.join(out_dir, MANIFEST_NAME)
-    with atomic_write(old_manifest, "w") as handle:
-        json.dump({"tool": TOOL_ID, "format_version": FORMAT_VERSION, "fingerprint": None,
-                   "state": "replacing outputs (a run stopped here: rerun to rebuild)"}, handle)
-    attic = os.path.join(staging, ".replaced")
-    os.makedirs(attic)
-    for name in OUTPUTS:
-        final = os.path.join(out_dir, name)
-        if os.path.lexists(final):
-            os.rename(final, os.path.join(attic, name))
-        if os.path.lexists(os.path.join(staging, name)):
-            os.rename(os.path.join(staging, name), final)
-    with atomic_write(old_manifest, "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    """Move the finished outputs into out_dir, the manifest last (staging.promote);
+    meanwhile the manifest says "replacing" and has no fingerprint: the folder
+    stays ours, but is not current."""
+    staging_io.promote(staging, out_dir, OUTPUTS, MANIFEST_NAME, manifest, {
+        "tool": TOOL_ID, "format_version": FORMAT_VERSION, "fingerprint": None,
+        "state": "replacing outputs (a run stopped here: rerun to rebuild)"})
 
 
 # ---------------------------------------------------------------- report

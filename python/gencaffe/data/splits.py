@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import staging as staging_io
 from ..atomic_io import atomic_write
 from . import datum_io
 
@@ -242,12 +242,7 @@ def class_prior(counts: Sequence[int]) -> Tuple[List[float], Optional[str]]:
 # ---------------------------------------------------------------- output folder
 
 def read_manifest(out_dir: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(out_dir, MANIFEST_NAME)) as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("tool") == TOOL_ID else None
+    return staging_io.read_manifest(out_dir, MANIFEST_NAME, TOOL_ID)
 
 
 def check_output_folder(out_dir: str) -> Optional[dict]:
@@ -403,24 +398,12 @@ def verify(out_dir: str, source: Source, pool: int, chosen: np.ndarray,
 
 
 def _promote(staging: str, out_dir: str, manifest: dict) -> None:
-    """Move the verified outputs from staging into out_dir, the manifest last.
-    An old manifest is first replaced by one that says "replacing", so a run
-    stopped half-way is never taken for a finished split."""
-    manifest_path = os.path.join(out_dir, MANIFEST_NAME)
-    with atomic_write(manifest_path, "w") as handle:
-        json.dump({"tool": TOOL_ID, "format_version": FORMAT_VERSION, "state":
-                   "replacing outputs (a run stopped here: rerun to rebuild)"}, handle)
-    attic = os.path.join(staging, ".replaced")
-    os.makedirs(attic)
-    for name in OUTPUTS:
-        final = os.path.join(out_dir, name)
-        if os.path.lexists(final):
-            os.rename(final, os.path.join(attic, name))
-        if os.path.lexists(os.path.join(staging, name)):
-            os.rename(os.path.join(staging, name), final)
-    with atomic_write(manifest_path, "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    """Move the verified outputs into out_dir, the manifest last (staging.promote);
+    meanwhile the manifest says "replacing", so a run stopped half-way is never
+    taken for a finished split."""
+    staging_io.promote(staging, out_dir, OUTPUTS, MANIFEST_NAME, manifest, {
+        "tool": TOOL_ID, "format_version": FORMAT_VERSION,
+        "state": "replacing outputs (a run stopped here: rerun to rebuild)"})
 
 
 def make_split(source_path: str, out_dir: str, request: SplitRequest,

@@ -56,6 +56,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import staging as staging_io
+
 GENERATOR_VERSION = 1
 MANIFEST_NAME = "standin_manifest.json"
 TOOL_ID = "gencaffe.data.standin"
@@ -387,12 +389,7 @@ def _label_files(config: StandinConfig, items: Sequence[Item]) -> Dict[str, str]
 
 
 def read_manifest(out_dir: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(out_dir, MANIFEST_NAME)) as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("tool") == TOOL_ID else None
+    return staging_io.read_manifest(out_dir, MANIFEST_NAME, TOOL_ID)
 
 
 def _is_current(out_dir: str, config: StandinConfig) -> bool:
