@@ -31,7 +31,7 @@ CPU_BUILD ?= build/cpu
 CUDA_BUILD ?= build/cuda
 KIT_BUILD ?= build/cuda-kit
 KIT_OUT ?= .device-kit
-# the lent GPU machines run Python 3.12 (README, "On a GPU machine"); pycaffe in
+# the GPU machines the kit is for run Python 3.12 (docs/gpu.md); pycaffe in
 # the kit is compiled for it (the interpreter here needs its headers and numpy)
 KIT_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3; do \
   $$p -c 'import sys' 2>/dev/null && { $$p -c 'import sys; print(sys.executable)'; break; }; done)
@@ -122,7 +122,7 @@ demo: deps
 	$(MAKE) cpu
 	$(PY) tools/demo.py --build $(CPU_BUILD)
 
-# ImageNet pipeline at smoke size on the CPU (README, "ImageNet"): the stand-in
+# ImageNet pipeline at smoke size on the CPU (docs/imagenet.md): the stand-in
 # data and its LMDBs only, or everything (data, AlexNet/ZF x DG/GG/GG+DG, 5-crop
 # eval, results/imagenet_smoke.md + .png); resumable, re-run to continue
 .PHONY: imagenet-standin imagenet-smoke
@@ -141,8 +141,8 @@ bench: cpu
 	$(PY) tools/bench_generative_loss.py --build $(CPU_BUILD)
 
 # GenerativeLoss as a git am / patch -p1 series for a BVLC-layout Caffe tree,
-# generated from the committed layer files and caffe/patches (README, "Using
-# GenerativeLoss in your own Caffe"); tested by tests/test_export_patch.py
+# generated from the committed layer files and caffe/patches (docs/export_patch.md);
+# tested by tests/test_export_patch.py
 EXPORT_OUT ?= dist/generative-loss-patch
 .PHONY: export-patch
 export-patch:

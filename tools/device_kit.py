@@ -2,7 +2,7 @@
 """Pack a CUDA build of Caffe, with pycaffe, so that a GPU machine that has the
 CUDA toolkit and a Python but none of Caffe's libraries can run the project.
 
-The lent GPU machines (README, "On a GPU machine") have nvcc, cuBLAS, cuRAND,
+GPU machines without Caffe's libraries (docs/gpu.md) have nvcc, cuBLAS, cuRAND,
 cuDNN 9 and a Python 3.12 with numpy 2, protobuf, scikit-image, but none of
 Caffe's libraries (glog, protobuf C++, Boost, HDF5, OpenBLAS, ...); nothing can
 be installed there and what travels is limited to 64 MiB. So the CUDA build is

@@ -23,7 +23,7 @@ Defaults: 10 classes, 80 train + 20 val images each, the object colour
 tied to the class (--colour-cue 1: on the shape-and-texture-only stand-in,
 --colour-cue 0, AlexNet and ZF stayed on their initial plateau for 200
 iterations), batch 16, 400 iterations per approach, 2 trainings at once; see
-the README, "ImageNet", for the time they took and what they show. Needs the
+docs/imagenet.md for the time they took and what they show. Needs the
 CPU build (`make`).
 """
 import argparse

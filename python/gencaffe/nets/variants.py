@@ -40,7 +40,7 @@ VARIANT_TITLES = {
                "so that pycaffe's net.backward() gives d(score)/d(data) (HMC)."),
 }
 # Semi-supervised batches: the labelled share of each TRAIN batch when the
-# caller gives none (README, "Semi-supervised learning"). The paper's batches
+# caller gives none (docs/semi_supervised.md). The paper's batches
 # were random draws of the whole train set, so their labelled share was the
 # subset's: about 4, 8 and 23 % for 50k, 100k and 300k ImageNet labels (journal
 # Sec. 5.2), while with 100 labels among 50,000 MNIST images a random batch of
@@ -95,7 +95,7 @@ class Architecture:
 
 
 IMAGENET_DATA = DataSpec(
-    # tools/make_imagenet_lmdb.py writes these (README, "ImageNet")
+    # tools/make_imagenet_lmdb.py writes these (docs/imagenet.md)
     train_source="data/imagenet/train_lmdb",
     test_source="data/imagenet/val_lmdb",
     mean_file="data/imagenet/mean.binaryproto",
