@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generative visualization of ConvNet nodes by Hamiltonian Monte Carlo (SPEC §5).
+"""Generative visualization of ConvNet nodes by Hamiltonian Monte Carlo (journal Sec. 4.6, Eq. 20-22).
 
 Samples images x from p_y(x) ∝ exp(f_y(x)) q(x), q = N(0, sigma^2 I), for a node y
 of a trained Caffe net: a class score of the last layer, or one channel of an

@@ -1,4 +1,4 @@
-"""HMC visualization through pycaffe (SPEC §5): gradients, node selection, net
+"""HMC visualization through pycaffe (journal Sec. 4.6, Eq. 20-22): gradients, node selection, net
 cutting, weight checks, and the CLI end to end, on small random-weight nets."""
 import hashlib
 import json

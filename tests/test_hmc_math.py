@@ -1,4 +1,4 @@
-"""HMC math without Caffe (SPEC §5): exactness on a Gaussian target, leapfrog
+"""HMC math without Caffe (journal Sec. 4.6, Eq. 20-22): exactness on a Gaussian target, leapfrog
 reversibility and O(eps^2) energy error, Metropolis, divergences, dual averaging.
 
 Every statistical criterion is also applied to a deliberately broken sampler
@@ -18,7 +18,7 @@ SIGMA, TEMPERATURE, MASS = 2.0, 0.5, 0.25
 
 
 def linear_score(w):
-    """f_y(x) = w . x: the target p_y is exactly N(sigma^2 w, sigma^2 T I) (SPEC §5)."""
+    """f_y(x) = w . x: the target p_y is exactly N(sigma^2 w, sigma^2 T I) (journal Sec. 4.6, Eq. 20-22)."""
     def score_and_grad(x):
         return x @ w, np.broadcast_to(w, x.shape)
     return score_and_grad

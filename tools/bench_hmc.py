@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark HMC visualization with the paper's settings (SPEC §5).
+"""Benchmark HMC visualization with the paper's settings (journal Sec. 4.6, Eq. 20-22).
 
 Measures, on this machine (CPU, or a GPU with --gpu) and in one run:
   * samples per minute for one chain and for batches of chains, against the
@@ -36,7 +36,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import numpy as np  # noqa: E402
 
 PRESETS = {
-    # journal Sec. 4.6 / 5.3 (SPEC §5); minutes per sample on a GTX Titan
+    # journal Sec. 4.6 / 5.3 (journal Sec. 4.6, Eq. 20-22); minutes per sample on a GTX Titan
     "lenet": dict(model=os.path.join(REPO, "models", "lenet", "lenet_deploy.prototxt"),
                   node="ip2", classes=10, step_size=1e-4, n_leapfrog=100, sigma=10.0,
                   mass=0.01, temperature=1.0, iterations=300, init="noise",

@@ -1,4 +1,4 @@
-"""Hamiltonian Monte Carlo for generative visualization (SPEC §5; journal Sec. 4.6, Eq. 20-22).
+"""Hamiltonian Monte Carlo for generative visualization (journal Sec. 4.6, Eq. 20-22).
 
 Pure NumPy, no Caffe: everything here works on arrays whose axis 0 stacks
 independent chains, and on a *score callback* ``score_and_grad(x) -> (f, df/dx)``

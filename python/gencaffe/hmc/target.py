@@ -1,4 +1,4 @@
-"""The pycaffe side of HMC visualization (SPEC §5): f_y(x) and df_y/dx for a node y.
+"""The pycaffe side of HMC visualization (journal Sec. 4.6, Eq. 20-22): f_y(x) and df_y/dx for a node y.
 
 A node is one channel of a layer's output: a class score of the last layer, or a
 channel of an intermediate layer. The net is cut right after that layer and
