@@ -1,4 +1,5 @@
-"""Pictures of HMC samples: net input -> displayable images, grids, trajectory strips.
+"""Pictures: net inputs -> displayable images, grids, trajectory strips (HMC), the
+one font and the one PNG writer of the project's figures.
 
 Images are float arrays in [0, 1] shaped (N, H, W, C) with C = 1 or 3 until they
 are written; PNGs go through atomic_write.
@@ -69,6 +70,16 @@ def make_rows(rows: Sequence[np.ndarray], pad: int = 2, upscale: int = 1) -> np.
         filler = np.ones((n_cols - len(r),) + r.shape[1:])
         tiles.append(np.concatenate([r, filler]) if len(r) < n_cols else r)
     return make_grid(np.concatenate(tiles), n_cols=n_cols, pad=pad, upscale=upscale)
+
+
+def font(size: int):
+    """Pillow's default font at `size` pixels (Pillow >= 10.1 with FreeType), or its
+    fixed bitmap font where that is all there is."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, AttributeError):
+        return ImageFont.load_default()
 
 
 def save_png(image: np.ndarray, path: str) -> None:

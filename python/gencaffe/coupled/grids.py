@@ -8,20 +8,17 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..atomic_io import atomic_write
-from .sampling import caption
+from .. import imaging
 
 CAPTION_PX = 14
 PAD = 4
 ROW_LABEL_PX = 56     # the left column naming each row's class
 
 
-def _font(size):
-    from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)      # Pillow >= 10.1 with FreeType
-    except (TypeError, OSError, AttributeError):
-        return ImageFont.load_default()
+def caption(predicted: int, probability: float, class_names: Optional[Sequence[str]] = None):
+    """The text above a sample: the forward model's class and its probability."""
+    name = class_names[predicted] if class_names else str(predicted)
+    return "%s %.2f" % (name, probability)
 
 
 def tile_layout(n_rows: int, n_cols: int, tile: int, title_px: int = 0, label_px: int = 0):
@@ -56,9 +53,9 @@ def render(images: np.ndarray, captions: Sequence[str], n_cols: int, upscale: in
     total_w, total_h, positions = tile_layout(n_rows, n_cols, tile, title_px, label_px)
     canvas = Image.new("L", (total_w, total_h), 255)
     draw = ImageDraw.Draw(canvas)
-    font = _font(11)
+    font = imaging.font(11)
     if title:
-        draw.text((PAD, 2), title, fill=0, font=_font(13))
+        draw.text((PAD, 2), title, fill=0, font=imaging.font(13))
     for image, text, (x, y) in zip(images, captions, positions):
         pixels = (255 - np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
         pixels = pixels.repeat(upscale, axis=0).repeat(upscale, axis=1)
@@ -66,14 +63,8 @@ def render(images: np.ndarray, captions: Sequence[str], n_cols: int, upscale: in
         draw.text((x + 1, y - CAPTION_PX + 1), text, fill=0, font=font)
     for row, label in enumerate(row_labels or ()):
         x, y = positions[row * n_cols]
-        draw.text((PAD, y + tile // 2 - 6), label, fill=0, font=_font(12))
+        draw.text((PAD, y + tile // 2 - 6), label, fill=0, font=imaging.font(12))
     return np.asarray(canvas)
-
-
-def write_png(picture: np.ndarray, path: str) -> None:
-    from PIL import Image
-    with atomic_write(path, "wb") as handle:
-        Image.fromarray(picture).save(handle, format="PNG")
 
 
 def write_grid(samples, path: str, title: Optional[str] = None, upscale: int = 3,
@@ -84,4 +75,4 @@ def write_grid(samples, path: str, title: Optional[str] = None, upscale: int = 3
     captions = [caption(int(p), float(q), class_names)
                 for p, q in zip(samples.predicted, samples.probability)]
     rows = ["class %s" % (class_names[c] if class_names else c) for c in samples.classes]
-    write_png(render(samples.images, captions, per_class, upscale, title, rows), path)
+    imaging.save_png(render(samples.images, captions, per_class, upscale, title, rows), path)

@@ -32,6 +32,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import grids
+from .grids import caption  # noqa: F401  (the samples' captions; grids draws them)
+
 MODES = ("recursive", "one_layer")
 MODE_TITLES = {
     "recursive": "every layer sampled, class layer down to the image (Fig. 2 left)",
@@ -125,12 +128,6 @@ def run_chain(run_stage: Callable[[int, Optional[np.ndarray]], np.ndarray], n_st
         fed.append(units)
         replacement = units if i < sample_depth else None
     raise SamplingError("no stages")
-
-
-def caption(predicted: int, probability: float, class_names: Optional[Sequence[str]] = None):
-    """The text above a sample: the forward model's class and its probability."""
-    name = class_names[predicted] if class_names else str(predicted)
-    return "%s %.2f" % (name, probability)
 
 
 def parse_classes(text: str, num_classes: int) -> List[int]:
@@ -337,7 +334,6 @@ def sample_to_png(models: Tuple[str, str], weights: str, mode: str, path: str,
                   per_class: int = 10, seed: int = 1, classes: Optional[Sequence[int]] = None,
                   title: Optional[str] = None) -> SampleSet:
     """Draw per_class samples of each class and write the captioned grid to path."""
-    from . import grids
     sampler = CoupledSampler(models[0], models[1], weights)
     classes = list(range(sampler.num_classes)) if classes is None else list(classes)
     samples = draw_samples(sampler, mode, classes, per_class, np.random.default_rng(seed))

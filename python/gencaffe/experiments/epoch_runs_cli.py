@@ -55,10 +55,22 @@ def report_paths(repo: str, args, report_name: str) -> Tuple[str, str]:
             os.path.join(repo, args.results_dir, report_name + ".png"))
 
 
+def serialised(write: Callable[[], None]) -> Callable[[], None]:
+    """write, one call at a time: the runs' threads rewrite the report after each
+    epoch, the driver after each task, and matplotlib is not thread-safe."""
+    import threading
+    lock = threading.Lock()
+
+    def locked():
+        with lock:
+            write()
+    return locked
+
+
 def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callable) -> int:
     """Check the data, plan (make_tasks(settings, runner, data) -> [(label, callable)]),
-    train with a report (make_writer(settings, data, paths, argv) -> callable) after
-    every epoch; the exit status: 0 done or stopped on purpose, 1 a task
+    train, and rewrite the report (make_writer(settings, data, paths, argv) ->
+    callable) after every epoch and every task; the exit status: 0 done or stopped on purpose, 1 a task
     failed, 2 bad input or set-up."""
     from . import caffe_runs
     from . import tiny_imagenet as tiny
@@ -66,7 +78,7 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
         data = tiny.prepare(settings)
         log("data: %s: %d classes, %d train / %d val images"
             % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
-        write = make_writer(settings, data, paths, argv)
+        write = serialised(make_writer(settings, data, paths, argv))
         if args.report_only:
             write()
             log("report: %s, %s" % paths)
@@ -74,7 +86,7 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
         if not os.access(settings.caffe, os.X_OK):
             raise tiny.TinyError("no caffe binary at %s (build first with `make`, or pass "
                                  "--caffe)" % settings.caffe)
-        runner = tiny.Runner(settings, data=data)
+        runner = tiny.Runner(settings, data=data, on_epoch=write)
         work = make_tasks(settings, runner, data)   # every net and solver checked here
     except tiny.TinyError as err:
         log("error: %s" % err)

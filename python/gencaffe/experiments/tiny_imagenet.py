@@ -437,6 +437,7 @@ class Runner(RunnerBase):
     chunks_trained: int = 0
     chunk_seconds: List[float] = field(default_factory=list)
     epochs_left: int = 0
+    on_epoch: Optional[Callable[[], None]] = None   # called after every epoch trained
 
     def take_chunk(self, chunk: Chunk):
         with self._locks_guard:
@@ -457,6 +458,8 @@ class Runner(RunnerBase):
                               "min an epoch, %d at a time" % (
                                   self.epochs_left, self.epochs_left * mean / 3600.0 / jobs,
                                   mean / 60.0, jobs))
+            if self.on_epoch is not None:
+                self.on_epoch()
 
 
 def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, str, int], List[Chunk]]:

@@ -238,6 +238,7 @@ def plot_curves(schedules, results, path, data):
                                 label=label)
         switch = schedules[arch].switch
         for ax in (ax_dg, ax_gg, ax_acc):
+            ax.set_xlim(0, schedules[arch].epochs)
             ax.axvline(switch, color="grey", ls=":", lw=1)
             ax.set_xlabel("epoch (dotted: GG+DG / control switch)")
             ax.grid(alpha=0.3)

@@ -146,6 +146,7 @@ def plot_curves_semi(sched, results, path, data):
                     ax_acc.plot(*zip(*tests), color=colours[approach], marker="o", ms=3,
                                 label=label)
         for ax in (ax_loss, ax_acc):
+            ax.set_xlim(0, sched.epochs)
             ax.axvline(sched.switch, color="grey", ls=":", lw=1)
             ax.set_xlabel("epoch (dotted: semi GG -> DG tuning)")
             ax.grid(alpha=0.3)

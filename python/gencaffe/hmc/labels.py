@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .. import imaging
 from .errors import NetSetupError
 
 _WNID = re.compile(r"^n\d{8}$")
@@ -46,14 +47,6 @@ def node_label(layer: str, channel: int, class_name: Optional[str] = None) -> st
     return f"{layer}:{channel}" + (f" {class_name}" if class_name else "")
 
 
-def _font(size: int):
-    from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)      # Pillow >= 10.1 with FreeType
-    except (TypeError, OSError, AttributeError):
-        return ImageFont.load_default()
-
-
 def _fit(draw, text: str, font, width: int) -> str:
     """``text`` shortened with '...' to fit ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
@@ -69,7 +62,7 @@ def label_rows(grid: np.ndarray, row_top: Sequence[int], row_height: int,
     (one or more lines) beside row i, which starts at pixel ``row_top[i]``."""
     from PIL import Image, ImageDraw
     font_px = int(max(11, min(18, row_height // 4)))
-    font = _font(font_px)
+    font = imaging.font(font_px)
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     widest = max((probe.textlength(line, font=font) for lines in labels for line in lines),
                  default=0)
