@@ -57,20 +57,22 @@ def settings_for(lmdb, runs, **changes):
 
 
 def test_schedule_of_the_committed_solvers():
-    """9 epochs of 240 iterations, switch after 6, lr step 617 (the paper's 20 of 70
-    epochs); --epochs scales switch and step; a batch that does not divide the
-    train set is said so."""
+    """9 epochs of 240 iterations, switch after 6, lr step every 20 epochs (4,800
+    iterations, Caffe's ImageNet example's), not scaled with the run;
+    --epochs scales the switch; a batch that does not divide the train set is
+    said so."""
     from gencaffe.experiments import tiny_imagenet as tiny
     from gencaffe.experiments.imagenet_smoke import DataInfo
     data = DataInfo("d", 200, 60000, 10000, "f")
     settings = tiny.Settings(repo=REPO, caffe=CAFFE)
     sched = tiny.schedule(settings, "alexnet", data, 250)
     assert (sched.epochs, sched.switch, sched.iters_per_epoch, sched.stepsize,
-            sched.exact_epochs) == (9, 6, 240, 617, True)
+            sched.exact_epochs) == (9, 6, 240, 4800, True)
     sched = tiny.schedule(dataclasses.replace(settings, epochs=18), "zf", data, 250)
-    assert (sched.epochs, sched.switch, sched.stepsize) == (18, 12, 1234)
+    assert (sched.epochs, sched.switch, sched.stepsize) == (18, 12, 4800)
     full = DataInfo("d", 200, 100000, 10000, "f")     # the full 500-per-class set
-    assert tiny.schedule(settings, "alexnet", full, 250).iters_per_epoch == 400
+    sched = tiny.schedule(settings, "alexnet", full, 250)
+    assert (sched.iters_per_epoch, sched.stepsize) == (400, 8000)
     assert not tiny.schedule(settings, "alexnet", data, 256).exact_epochs
 
 

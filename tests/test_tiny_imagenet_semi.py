@@ -38,7 +38,7 @@ def test_schedule_gives_both_approaches_the_same_budget():
     settings = semi.Settings(repo=REPO, caffe=CAFFE)
     sched = semi.schedule(settings, DataInfo("d", 200, 60000, 10000, "f"), 250)
     assert (sched.epochs, sched.switch, sched.iters_per_epoch, sched.stepsize) == \
-        (9, 6, 240, 617)
+        (9, 6, 240, 4800)
     sched = semi.schedule(dataclasses.replace(settings, epochs=3),
                           DataInfo("d", 200, 60000, 10000, "f"), 250)
     assert (sched.epochs, sched.switch) == (3, 2)

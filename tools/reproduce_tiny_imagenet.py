@@ -13,7 +13,9 @@ committed solvers/<arch>_tiny_*.prototxt (9 epochs, switch after 6), loaded
 and overridden on the way in: net (the generator's, with --lmdb-dir's paths),
 max_iter and snapshot_prefix (one epoch per caffe process, see below),
 test_iter (the whole val LMDB), test_interval, random_seed, solver_mode;
---epochs scales the run, the switch and the learning-rate step together.
+--epochs sets the run's length and scales the switch with it; the learning
+rate steps every 20 epochs whatever the length (none within the default 9),
+so --epochs 70 is the paper's whole schedule.
 
 Resumable to the epoch: every run trains one epoch per `caffe train`
 process, the next resuming its .solverstate; an epoch is a whole number of
@@ -60,7 +62,7 @@ def build_parser():
     exp.add_argument("--zf-seeds", type=int_list, default=None, help="ZF's seeds")
     exp.add_argument("--epochs", type=positive_int, default=None,
                      help="epochs per run (default: the committed solvers' 9); the GG+DG switch "
-                          "(6 of 9) and the learning-rate step scale with it")
+                          "(6 of 9) scales with it; the learning-rate step stays every 20 epochs")
     exp.add_argument("--batch", type=positive_int, default=None,
                      help="train batch (default: the committed nets' 250, which divides the "
                           "60,000 train images; with another, epochs do not end on batch "

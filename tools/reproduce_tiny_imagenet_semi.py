@@ -60,7 +60,8 @@ def build_parser():
                      help="lambda of Eq. 19 (default: the paper's 0.1)")
     exp.add_argument("--epochs", type=positive_int, default=None,
                      help="epochs per approach (default: the committed solvers' 9; the switch "
-                          "to DG tuning, 6, and the learning-rate step scale with it)")
+                          "to DG tuning, 6, scales with it; the learning-rate step stays every 20 "
+                          "epochs)")
     exp.add_argument("--batch", type=positive_int, default=None,
                      help="train batch (default: the committed nets' 250; epochs of 60,000 "
                           "images are then whole batches)")

@@ -103,7 +103,8 @@ class SemiSchedule:
 
 def schedule(settings: Settings, data: DataInfo, train_batch: int) -> SemiSchedule:
     """E and S from the committed solvers (E = the DG solver's epochs = S + the
-    tuning stage's, checked), scaled by Settings.epochs; the lr step with them."""
+    tuning stage's, checked), scaled by Settings.epochs; the lr step stays the
+    committed solver's, in epochs (a cut of the paper's schedule)."""
     load = lambda stage: tiny.load_template(settings, ARCH, SOLVER[stage])
     epochs_of = lambda stage: tiny.template_epochs(load(stage), tiny.solver_template(
         ARCH, SOLVER[stage]))
@@ -118,7 +119,7 @@ def schedule(settings: Settings, data: DataInfo, train_batch: int) -> SemiSchedu
     switch = min(epochs - 1, max(1, int(round(epochs * first / float(committed)))))
     iters = int(math.ceil(data.train_count / float(train_batch)))
     dg = load("dg")
-    step_epochs = dg.stepsize / float(dg.test_interval) * epochs / committed
+    step_epochs = dg.stepsize / float(dg.test_interval)   # in epochs, whatever E
     return SemiSchedule(epochs, switch, iters, max(1, int(round(step_epochs * iters))))
 
 
