@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import caffe_log
 from .. import solver_config
@@ -39,6 +39,24 @@ PARTIAL_LOG_NAME = "train.log.partial"
 
 class RunFailed(RuntimeError):
     pass
+
+
+@dataclass
+class RunSettings:
+    """What every runner's settings hold: the fields CaffeTraining and
+    RunnerBase read. Runners subclass it with their own."""
+    repo: str                            # caffe runs with this as its working directory
+    caffe: str                           # the caffe binary
+    log: Callable[[str], None] = print
+    progress_factory: Optional[Callable] = None
+    progress_every_s: float = 60.0       # seconds between progress lines of a training
+    threads_per_job: int = 1             # BLAS/OpenMP threads per caffe process
+    retries: int = 0                     # retrain a failed run this many more times
+    jobs: int = 1                        # runs (or worker processes) at once
+    gpu: Optional[int] = None            # caffe train -gpu ID (default: the CPU)
+
+    def path(self, relative):
+        return os.path.join(self.repo, relative)
 
 
 class CaffeTraining:

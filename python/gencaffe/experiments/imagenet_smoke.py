@@ -41,12 +41,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .. import caffe_log, solver_config
 from ..data import datum_io
 from ..atomic_io import atomic_write
-from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, file_sha256
+from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, RunSettings, file_sha256
 
 ARCHS = ("alexnet", "zf")
 APPROACHES = ("dg", "gg", "gg_dg")
@@ -82,9 +82,7 @@ def solver_template(arch: str, stage: str) -> str:
 # ------------------------------------------------------------------ settings
 
 @dataclass
-class Settings:
-    repo: str                           # caffe runs with this as its working directory
-    caffe: str                          # the caffe binary
+class Settings(RunSettings):
     runs_dir: str = "runs/imagenet_smoke"            # relative to repo, or absolute
     lmdb_dir: str = "data/imagenet_smoke/lmdb"       # train_lmdb, val_lmdb, mean, classes.txt
     standin_dir: Optional[str] = "data/imagenet_smoke/standin"  # None: lmdb_dir is given
@@ -99,16 +97,7 @@ class Settings:
     archs: Sequence[str] = ARCHS
     approaches: Sequence[str] = APPROACHES
     eval_batch: int = 10                # images per forward pass in the 5-crop evaluation
-    log: Callable[[str], None] = print
-    progress_factory: Optional[Callable] = None
-    progress_every_s: float = 60.0
-    threads_per_job: int = 1
-    retries: int = 0
-    jobs: int = 1                       # data tools' worker processes
-    gpu: Optional[int] = None           # train and evaluate on this GPU (default: CPU)
-
-    def path(self, relative):
-        return os.path.join(self.repo, relative)
+    # jobs (RunSettings): trainings at once, and the data tools' worker processes
 
 
 def stage_split(repo: str, arch: str, iterations: int):

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import solver_config
-from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, file_sha256
+from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, RunSettings, file_sha256
 from .imagenet_smoke import DataInfo, check_class_count, check_data
 
 ARCHS = ("alexnet", "zf")
@@ -75,9 +75,7 @@ def solver_template(arch: str, stage: str) -> str:
 
 
 @dataclass
-class Settings:
-    repo: str                              # caffe runs with this as its working directory
-    caffe: str                             # the caffe binary
+class Settings(RunSettings):
     runs_dir: str = "runs/tiny_imagenet"   # relative to repo, or absolute
     lmdb_dir: str = "data/tiny_imagenet"   # tools/make_imagenet_lmdb.py's output
     archs: Sequence[str] = ARCHS
@@ -88,16 +86,8 @@ class Settings:
     test_batch: Optional[int] = None       # None: the committed nets' 50
     eval_batch: int = 50                   # images per forward pass of the 5-crop evaluation
     chunk_limit: Optional[int] = None      # train at most this many epochs (chunks), then stop
-    log: Callable[[str], None] = print
-    progress_factory: Optional[Callable] = None
     progress_every_s: float = 120.0
-    threads_per_job: int = 1
-    retries: int = 0
     jobs: int = 2                          # runs at a time (for the eta)
-    gpu: Optional[int] = None
-
-    def path(self, relative):
-        return os.path.join(self.repo, relative)
 
 
 # ------------------------------------------------------------------ schedule
