@@ -147,11 +147,13 @@ def table_markdown(settings, data, schedules, results, command) -> str:
     for arch, sched in schedules.items():
         lines.append(
             "* %s schedule: %d epochs of %d iterations (batch %d), lr / 10 every %d iterations "
-            "(%.2f epochs); GG+DG and control: stage 1 = the GG / DG run's snapshot after "
+            "(%.2f epochs%s); GG+DG and control: stage 1 = the GG / DG run's snapshot after "
             "epoch %d, stage 2 = %d epochs from it at base_lr 0.003%s" % (
                 ARCH_NAMES[arch], sched.epochs, sched.iters_per_epoch,
                 settings.train_batch or tiny.net_spec(arch, data, settings)[0].data.train_batch,
-                sched.stepsize, sched.stepsize / float(sched.iters_per_epoch), sched.switch,
+                sched.stepsize, sched.stepsize / float(sched.iters_per_epoch),
+                ": none within the run" if sched.stepsize >= sched.epochs * sched.iters_per_epoch
+                else "", sched.switch,
                 sched.epochs - sched.switch,
                 "" if sched.exact_epochs else " (epochs do not end on a batch boundary)"))
     lines += [
