@@ -1,4 +1,4 @@
-"""5-/10-crop evaluation (gencaffe.experiments.crops, crop_eval, tools/eval_crops.py).
+"""5-/10-crop evaluation (gencaffe.experiments.crops, eval_crops, tools/eval_crops.py).
 
 The math is checked on arrays whose values name their position; the pycaffe
 path against an independent computation: each crop cut by hand at hard-coded
@@ -59,7 +59,7 @@ try:
 except ImportError:   # no pycaffe built: the math tests above still run
     caffe = None
 from gencaffe.data import datum_io  # noqa: E402
-from gencaffe.experiments import crop_eval  # noqa: E402
+from gencaffe.experiments import eval_crops  # noqa: E402
 
 needs_caffe = pytest.mark.skipif(caffe is None, reason="pycaffe not built")
 
@@ -151,14 +151,14 @@ def config(s, **overrides):
                 lmdb=str(s["root"] / "raw_lmdb"), mean_file=str(s["root"] / "mean.binaryproto"),
                 batch_size=5)   # 12 images: batches of 5, 5 and a partial 2
     base.update(overrides)
-    return crop_eval.EvalConfig(**base)
+    return eval_crops.EvalConfig(**base)
 
 
 @needs_caffe
 @pytest.mark.parametrize("ten_crop", [False, True])
 @pytest.mark.parametrize("lmdb", ["raw_lmdb", "png_lmdb"])
 def test_lmdb_matches_an_independent_per_crop_computation(setup, ten_crop, lmdb):
-    result = crop_eval.evaluate(config(setup, lmdb=str(setup["root"] / lmdb), ten_crop=ten_crop),
+    result = eval_crops.evaluate(config(setup, lmdb=str(setup["root"] / lmdb), ten_crop=ten_crop),
                                 log=lambda _: None, keep_probs=True)
     want = expected_probs(setup["net"], setup["images"], setup["mean"], mirror=ten_crop)
     np.testing.assert_allclose(result["probs"], want, rtol=1e-5, atol=1e-7)
@@ -171,7 +171,7 @@ def test_lmdb_matches_an_independent_per_crop_computation(setup, ten_crop, lmdb)
 @needs_caffe
 def test_per_channel_mean_values(setup):
     values = [100.0, 120.0, 140.0]
-    result = crop_eval.evaluate(config(setup, mean_file=None, mean_values=values),
+    result = eval_crops.evaluate(config(setup, mean_file=None, mean_values=values),
                                 log=lambda _: None, keep_probs=True)
     want = expected_probs(setup["net"], setup["images"], np.array(values, np.float32)[:, None, None])
     np.testing.assert_allclose(result["probs"], want, rtol=1e-5, atol=1e-7)
@@ -189,7 +189,7 @@ def test_image_folder_with_a_label_file_names_unreadable_images(setup, tmp_path)
             (folder / "broken.png").write_bytes(b"not a png")
             lines.append("broken.png 0")
     (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
-    result = crop_eval.evaluate(config(setup, lmdb=None, images=str(folder),
+    result = eval_crops.evaluate(config(setup, lmdb=None, images=str(folder),
                                        labels=str(tmp_path / "val.txt"), resize=(SIDE, SIDE)),
                                 log=lambda _: None, keep_probs=True)
     assert result["skipped"] == [{"path": "broken.png", "reason": "not an image (no known image format)"}]
@@ -200,10 +200,10 @@ def test_image_folder_with_a_label_file_names_unreadable_images(setup, tmp_path)
 @needs_caffe
 def test_class_count_mismatch_with_the_data_is_refused(setup, tmp_path):
     (tmp_path / "classes.txt").write_text("".join("n%08d\n" % i for i in range(5)))
-    with pytest.raises(crop_eval.EvalError,
+    with pytest.raises(eval_crops.EvalError,
                        match=r"class count mismatch: the net .* outputs 7 classes \(blob 'prob'\) "
                              r"but the data's .*classes.txt lists 5"):
-        crop_eval.evaluate(config(setup, classes=str(tmp_path / "classes.txt")), log=lambda _: None)
+        eval_crops.evaluate(config(setup, classes=str(tmp_path / "classes.txt")), log=lambda _: None)
 
 
 @needs_caffe
@@ -215,11 +215,11 @@ def test_classes_and_mean_beside_our_lmdb_are_found(setup, tmp_path):
     shutil.copy(setup["root"] / "mean.binaryproto", folder / "mean.binaryproto")
     (folder / "manifest.json").write_text(json.dumps({"tool": "gencaffe.data.imagenet"}))
     (folder / "classes.txt").write_text("".join("n%08d\n" % i for i in range(6)))
-    with pytest.raises(crop_eval.EvalError, match="outputs 7 classes .* lists 6"):
-        crop_eval.evaluate(config(setup, lmdb=str(folder / "val_lmdb"), mean_file=None),
+    with pytest.raises(eval_crops.EvalError, match="outputs 7 classes .* lists 6"):
+        eval_crops.evaluate(config(setup, lmdb=str(folder / "val_lmdb"), mean_file=None),
                            log=lambda _: None)
     (folder / "classes.txt").write_text("".join("n%08d\n" % i for i in range(7)))
-    result = crop_eval.evaluate(config(setup, lmdb=str(folder / "val_lmdb"), mean_file=None),
+    result = eval_crops.evaluate(config(setup, lmdb=str(folder / "val_lmdb"), mean_file=None),
                                 log=lambda _: None)
     assert result["mean"] == str(folder / "mean.binaryproto")
     assert result["data"]["classes_file"] == str(folder / "classes.txt")
@@ -228,21 +228,21 @@ def test_classes_and_mean_beside_our_lmdb_are_found(setup, tmp_path):
 @needs_caffe
 def test_labels_outside_the_net_and_wrong_weights_or_mean(setup, tmp_path):
     write_lmdb(tmp_path / "big_labels", setup["images"][:3], [1, 9, 2])
-    with pytest.raises(crop_eval.EvalError, match="image #1 of .* has label 9, outside the net's 7"):
-        crop_eval.evaluate(config(setup, lmdb=str(tmp_path / "big_labels")), log=lambda _: None)
+    with pytest.raises(eval_crops.EvalError, match="image #1 of .* has label 9, outside the net's 7"):
+        eval_crops.evaluate(config(setup, lmdb=str(tmp_path / "big_labels")), log=lambda _: None)
     deploy_net(str(tmp_path / "five.prototxt"), classes=5).save(str(tmp_path / "five.caffemodel"))
-    with pytest.raises(crop_eval.EvalError, match="layer 'score' blob 0: the weights have shape "
+    with pytest.raises(eval_crops.EvalError, match="layer 'score' blob 0: the weights have shape "
                                                   "5x144, the net 7x144"):
-        crop_eval.evaluate(config(setup, weights=str(tmp_path / "five.caffemodel")),
+        eval_crops.evaluate(config(setup, weights=str(tmp_path / "five.caffemodel")),
                            log=lambda _: None)
     datum_io.write_mean(str(tmp_path / "m.binaryproto"), np.zeros((3, 12, 12), np.float32))
-    with pytest.raises(crop_eval.EvalError, match="the mean .* is 3x12x12 .* the images are 3x11x11"):
-        crop_eval.evaluate(config(setup, mean_file=str(tmp_path / "m.binaryproto")),
+    with pytest.raises(eval_crops.EvalError, match="the mean .* is 3x12x12 .* the images are 3x11x11"):
+        eval_crops.evaluate(config(setup, mean_file=str(tmp_path / "m.binaryproto")),
                            log=lambda _: None)
-    with pytest.raises(crop_eval.EvalError, match="no mean given"):
-        crop_eval.evaluate(config(setup, mean_file=None), log=lambda _: None)
-    with pytest.raises(crop_eval.EvalError, match="LMDB not found"):
-        crop_eval.evaluate(config(setup, lmdb=str(tmp_path / "nope")), log=lambda _: None)
+    with pytest.raises(eval_crops.EvalError, match="no mean given"):
+        eval_crops.evaluate(config(setup, mean_file=None), log=lambda _: None)
+    with pytest.raises(eval_crops.EvalError, match="LMDB not found"):
+        eval_crops.evaluate(config(setup, lmdb=str(tmp_path / "nope")), log=lambda _: None)
 
 
 @needs_caffe

@@ -105,8 +105,8 @@ def main(argv=None):
         print("error: cannot import pycaffe (%s); build Caffe first (`make`) or set "
               "CAFFE_BUILD_DIR / PYTHONPATH" % err, file=sys.stderr)
         return 1
-    from gencaffe.experiments import crop_eval
-    cfg = crop_eval.EvalConfig(
+    from gencaffe.experiments import eval_crops
+    cfg = eval_crops.EvalConfig(
         model=args.model, weights=args.weights, lmdb=args.lmdb, images=args.images,
         labels=args.labels, classes=args.classes, mean_file=args.mean_file,
         mean_values=args.mean_values, no_mean=args.no_mean, scale=args.scale,
@@ -114,16 +114,16 @@ def main(argv=None):
         limit=args.limit, input_blob=args.input_blob, output_blob=args.output_blob,
         jobs=max(1, args.jobs))
     try:
-        result = crop_eval.evaluate(cfg, progress_factory=progress.bar_factory(not args.no_progress))
-    except crop_eval.EvalError as err:
+        result = eval_crops.evaluate(cfg, progress_factory=progress.bar_factory(not args.no_progress))
+    except eval_crops.EvalError as err:
         print("error: %s" % err, file=sys.stderr)
         return 1
-    out = args.out or crop_eval.default_out_path(args.weights, args.ten_crop)
-    md = crop_eval.write_results(result, out)
+    out = args.out or eval_crops.default_out_path(args.weights, args.ten_crop)
+    md = eval_crops.write_results(result, out)
     print("%d images, %d crops each: top-1 error %.2f %%, top-5 error %.2f %% (%.1f images/s, %s)"
           % (result["n_images"], result["crops"], result["top1_error"], result["top5_error"],
              result["images_per_s"] or 0, result["mode"]))
-    print(crop_eval.markdown_row(result))
+    print(eval_crops.markdown_row(result))
     print("results: %s, %s" % (out, md))
     return 0
 

@@ -17,7 +17,7 @@ GG alone at their test pass after epoch B (the LeNet solvers' "inv" learning
 rate ignores max_iter, so those are the B-epoch runs): one set of reference
 runs serves several budgets.
 
-Runs live in runs/mnist_switch_e<E> (see python/gencaffe/experiments/switch_sweep.py
+Runs live in runs/mnist_switch_e<E> (see python/gencaffe/experiments/sweep_switch.py
 for the layout); re-run the same command to continue after an interruption.
 """
 import argparse
@@ -30,7 +30,7 @@ from gencaffe import pycaffe_path  # noqa: E402
 from gencaffe.cli_args import int_list, log, report_command  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
-from gencaffe.experiments import caffe_runs, mnist_runs, switch_report, switch_sweep  # noqa: E402
+from gencaffe.experiments import caffe_runs, mnist_runs, switch_report, sweep_switch  # noqa: E402
 
 # Candidates judged in the report (names are what the table shows), fixed
 # after looking at the diagnostics of two GG runs and before any switch run
@@ -81,9 +81,9 @@ def main(argv=None):
                                    runs_dir=args.runs_dir or "runs/mnist_switch_e%d" % args.epochs,
                                    total_epochs=args.epochs, log=log, gpu=args.gpu)
     try:
-        switch_sweep.check_budget(settings, budget)
-        switch_sweep.check_points(args.points, budget)
-        criteria = [switch_sweep.parse_criterion(c) for c in (args.criterion or DEFAULT_CRITERIA)]
+        sweep_switch.check_budget(settings, budget)
+        sweep_switch.check_points(args.points, budget)
+        criteria = [sweep_switch.parse_criterion(c) for c in (args.criterion or DEFAULT_CRITERIA)]
         settings.check(("dg", "gg"))
     except ValueError as err:
         raise SystemExit("error: %s" % err) from None
@@ -103,10 +103,10 @@ def main(argv=None):
         # points stay the ones asked for: the rules' own runs lie beside them);
         # the report names the training command that covers them all
         seeds = caffe_runs.widened(args.seeds, caffe_runs.numbered_folders(
-            os.path.join(REPO, switch_sweep.sweep_dir(settings, budget)), "seed"))
+            os.path.join(REPO, sweep_switch.sweep_dir(settings, budget)), "seed"))
         command = report_command("tools/sweep_switch.py", argv,
                                  {"--seeds": (seeds, args.seeds, None)})
-        results = switch_sweep.collect(settings, seeds, args.points, budget)
+        results = sweep_switch.collect(settings, seeds, args.points, budget)
         switch_report.plot(results, args.points, budget,
                            os.path.join(results_dir, images[0]),
                            os.path.join(results_dir, images[1]))
@@ -129,7 +129,7 @@ def main(argv=None):
 
     def switch_task(seed, epoch):
         ensure(mnist_runs.gg_run(settings, seed))          # waits for the seed's GG run
-        ensure(switch_sweep.switch_run(settings, seed, epoch, budget))
+        ensure(sweep_switch.switch_run(settings, seed, epoch, budget))
 
     tasks += [("switch after %d seed%d" % (e, s), (lambda s=s, e=e: switch_task(s, e)))
               for s in args.seeds for e in args.points]

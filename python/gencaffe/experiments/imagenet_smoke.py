@@ -15,7 +15,7 @@
    base_lr 0.003) is the committed solver's. The GG+DG stage split is the
    committed solvers' own proportion (stage-1 max_iter over both stages'
    max_iter: 45 of 70 epochs) applied to the smoke budget;
-3. 5-crop evaluation of each approach's final model (gencaffe.experiments.crop_eval);
+3. 5-crop evaluation of each approach's final model (gencaffe.experiments.eval_crops);
 4. results: a markdown table and a PNG of the loss and accuracy curves.
 
 The nets are the generator's output (gencaffe.nets: the same definitions as
@@ -342,9 +342,9 @@ def evaluate(settings: Settings, data: DataInfo, run: SmokeRun) -> dict:
     if cached is not None:
         settings.log("[%s] 5-crop evaluation already done, skipped" % run.label)
         return cached
-    from . import crop_eval
+    from . import eval_crops
     weights = settings.path(run.final_snapshot(settings))
-    config = crop_eval.EvalConfig(
+    config = eval_crops.EvalConfig(
         model=settings.path(os.path.join(run.run_dir, "deploy.prototxt")), weights=weights,
         lmdb=settings.path(data.path("val_lmdb")),
         classes=settings.path(data.path("classes.txt")),
@@ -352,12 +352,12 @@ def evaluate(settings: Settings, data: DataInfo, run: SmokeRun) -> dict:
         gpu=settings.gpu)
     settings.log("[%s] 5-crop evaluation of %s" % (run.label, run.final_snapshot(settings)))
     try:
-        result = crop_eval.evaluate(config, log=settings.log,
+        result = eval_crops.evaluate(config, log=settings.log,
                                     progress_factory=settings.progress_factory)
-    except crop_eval.EvalError as err:
+    except eval_crops.EvalError as err:
         raise SmokeError("[%s] evaluation: %s" % (run.label, err)) from None
     result["weights_sha256"] = file_sha256(weights)
-    crop_eval.write_results(result, settings.path(eval_path(run)))
+    eval_crops.write_results(result, settings.path(eval_path(run)))
     settings.log("[%s] 5-crop top-1 error %.2f %%, top-5 error %.2f %%"
                  % (run.label, result["top1_error"], result["top5_error"]))
     return result

@@ -1,11 +1,11 @@
 """results/mnist_switch.md and its pictures: the switch-epoch sweep's table,
 test error against switch epoch, the GG runs' diagnostics over training, and
-the switch criteria judged against the sweep (switch_sweep)."""
+the switch criteria judged against the sweep (sweep_switch)."""
 import datetime
 import statistics
 
 from ..atomic_io import atomic_write
-from .switch_sweep import best_point, criterion_rows, fmt, mean_sd
+from .sweep_switch import best_point, criterion_rows, fmt, mean_sd
 
 DIAGNOSTICS = (("accuracy", "test accuracy"), ("ess", "batch ESS / N (ess)"),
                ("ess_within", "within-class ESS fraction (ess_within)"),

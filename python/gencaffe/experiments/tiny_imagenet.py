@@ -368,7 +368,7 @@ def evaluate(settings: Settings, data: DataInfo, final: Chunk, registry=None) ->
     import json
     import subprocess
     import sys
-    from . import crop_eval
+    from . import eval_crops
     from .caffe_runs import tail
     cached = read_eval(settings, final)
     if cached is not None:
@@ -408,7 +408,7 @@ def evaluate(settings: Settings, data: DataInfo, final: Chunk, registry=None) ->
     with open(settings.path(partial)) as handle:
         result = json.load(handle)
     result["weights_sha256"] = file_sha256(settings.path(weights))
-    crop_eval.write_results(result, settings.path(eval_path(final)))
+    eval_crops.write_results(result, settings.path(eval_path(final)))
     for stale in (partial, partial[:-len(".json")] + ".md"):
         os.remove(settings.path(stale))
     settings.log("[%s] 5-crop top-1 error %.2f %%, top-5 error %.2f %%"

@@ -1,4 +1,4 @@
-"""The GG->DG switch sweep (tools/sweep_switch.py, gencaffe.experiments.switch_sweep /
+"""The GG->DG switch sweep (tools/sweep_switch.py, gencaffe.experiments.sweep_switch /
 switch_report) with the fake caffe of tests/fixtures: runs per point from the
 one GG run per seed, resumability, the report, and the criteria."""
 import os
@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built (solver copies need it)")
 
-from gencaffe.experiments import mnist_runs, switch_sweep  # noqa: E402
+from gencaffe.experiments import mnist_runs, sweep_switch  # noqa: E402
 from conftest import BUILD  # noqa: E402
 from test_reproduce_mnist import make_fake_caffe, write_lmdbs  # noqa: E402
 
@@ -20,17 +20,17 @@ TOOL = os.path.join(REPO, "tools", "sweep_switch.py")
 def test_criteria_pick_the_documented_epochs():
     epochs = [(e, {"ess": 0.5 / (e + 1), "ess_within": 0.9 - 0.05 * e,
                    "accuracy": min(0.99, 0.9 + 0.02 * e)}) for e in range(1, 12)]
-    below = switch_sweep.parse_criterion("a=ess_within<0.62")
+    below = sweep_switch.parse_criterion("a=ess_within<0.62")
     assert below.choose(epochs, 12) == 6                 # 0.9 - 0.3 = 0.60 < 0.62
-    plateau = switch_sweep.parse_criterion("p=accuracy~0.001/2")
+    plateau = sweep_switch.parse_criterion("p=accuracy~0.001/2")
     assert plateau.choose(epochs, 12) == 7               # 0.99 at 5, 6 and 7
-    assert switch_sweep.parse_criterion("x=ess<0.0001").choose(epochs, 12) is None
+    assert sweep_switch.parse_criterion("x=ess<0.0001").choose(epochs, 12) is None
     with pytest.raises(ValueError, match=r"expected \[NAME=\]OUTPUT"):
-        switch_sweep.parse_criterion("nonsense")
+        sweep_switch.parse_criterion("nonsense")
     with pytest.raises(ValueError, match="no 'cross_weight'"):
-        switch_sweep.parse_criterion("c=cross_weight<1").choose(epochs, 12)
+        sweep_switch.parse_criterion("c=cross_weight<1").choose(epochs, 12)
     with pytest.raises(ValueError, match="1..11"):
-        switch_sweep.check_points([0, 4, 12], 12)
+        sweep_switch.check_points([0, 4, 12], 12)
 
 
 def test_sweep_trains_each_point_from_one_gg_run_and_reports(tmp_path, monkeypatch):
@@ -128,9 +128,9 @@ def test_a_shorter_run_is_the_prefix_of_a_longer_one_in_caffe(tmp_path, approach
     assert [e for e, _ in tests[3]] == [1, 2, 3]
     assert tests[3] == tests[5][:3]
     # and the sweep's reading of the budget agrees with the short run's end
-    assert switch_sweep.error_at_epoch(run, settings, 3) == pytest.approx(
+    assert sweep_switch.error_at_epoch(run, settings, 3) == pytest.approx(
         100 * (1 - tests[3][-1][1]["accuracy"]))
     settings.total_epochs = 5
-    switch_sweep.check_budget(settings, 3)
+    sweep_switch.check_budget(settings, 3)
     with pytest.raises(ValueError, match="2..5"):
-        switch_sweep.check_budget(settings, 6)
+        sweep_switch.check_budget(settings, 6)

@@ -16,7 +16,7 @@ A budget B shorter than the reference runs (--budget) reads DG alone and GG
 alone at their test pass after epoch B: with a learning-rate policy that does
 not look at max_iter (the LeNet solvers' "inv"), the first B epochs of a
 longer seeded run are the B-epoch run, test passes included (checked by
-tests/test_switch_sweep.py on Caffe itself), so the 25- or 12-epoch
+tests/test_sweep_switch.py on Caffe itself), so the 25- or 12-epoch
 references serve every shorter budget.
 
 A criterion is a rule on the GG run's per-epoch test diagnostics (the
