@@ -444,13 +444,16 @@ class Runner(RunnerBase):
                 self.chunk_seconds.append(time.time() - started)
                 self.epochs_left -= 1
                 mean = sum(self.chunk_seconds) / len(self.chunk_seconds)
-                jobs = max(1, getattr(self.settings, "jobs", 1))
+                jobs = max(1, self.settings.jobs)
             self.settings.log("%d epoch(s) of training left in this command, eta %.1f h at %.0f "
                               "min an epoch, %d at a time" % (
                                   self.epochs_left, self.epochs_left * mean / 3600.0 / jobs,
                                   mean / 60.0, jobs))
             if self.on_epoch is not None:
-                self.on_epoch()
+                try:
+                    self.on_epoch()
+                except Exception as err:  # a report that cannot be written stops no training
+                    self.settings.log("warning: the report was not rewritten: %s" % err)
 
 
 def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, str, int], List[Chunk]]:
