@@ -21,9 +21,10 @@ import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 from .. import solver_config
+from .caffe_runs import RunSettings
 from .caffe_runs import (DONE_NAME, LOG_NAME, PARTIAL_LOG_NAME, CaffeTraining,  # noqa: F401
                          ProcessRegistry, RunFailed, RunnerBase)
 
@@ -67,18 +68,12 @@ def arm(key):
 
 
 @dataclass
-class Settings:
-    repo: str                          # caffe runs with this as its working directory
-    caffe: str                         # the caffe binary
+class Settings(RunSettings):
     runs_dir: str = DEFAULT_RUNS_DIR   # relative to repo
     data_dir: str = DEFAULT_DATA_DIR   # holds mnist_{train,test}_lmdb; relative to repo or absolute
     epochs: Optional[int] = None       # None: each committed solver's own
     epoch_iterations: Optional[int] = None   # None: ceil(60000 / train batch); smoke runs: fewer
     progress_every_s: float = 120.0
-    log: Callable[[str], None] = print
-    threads_per_job: int = 1
-    retries: int = 0
-    gpu: Optional[int] = None
 
     def lmdb(self, split):
         return os.path.join(self.data_dir, "mnist_%s_lmdb" % split)

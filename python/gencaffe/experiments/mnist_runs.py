@@ -40,10 +40,11 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 from .. import solver_config
 from ..data import datum_check
+from .caffe_runs import RunSettings
 from .caffe_runs import (DONE_NAME, LOG_NAME, PARTIAL_LOG_NAME, CaffeTraining,  # noqa: F401
                          ProcessRegistry, RunFailed, RunnerBase, build_fingerprint)
 from .caffe_runs import file_sha256 as _file_sha256
@@ -84,19 +85,12 @@ def _lenet():
 
 
 @dataclass
-class Settings:
-    repo: str                      # caffe runs with this as its working directory
-    caffe: str                     # path of the caffe binary
-    runs_dir: str                  # relative to repo (or absolute), e.g. runs/mnist
+class Settings(RunSettings):
+    runs_dir: str = "runs/mnist"   # relative to repo (or absolute)
     total_epochs: int = TOTAL_EPOCHS
     gg_epochs: Optional[int] = None         # GG+DG stage 1; None: 16 of 25 (stage1_epochs)
     epoch_iterations: Optional[int] = None  # smoke runs: an "epoch" of this many iterations
     switch_rule: str = DEFAULT_SWITCH_RULE   # gg_dg_auto's rule (switch_criteria)
-    progress_every_s: float = 60.0
-    log: Callable[[str], None] = print
-    threads_per_job: int = 1
-    retries: int = 0               # extra attempts for a run whose caffe failed
-    gpu: Optional[int] = None      # train on this GPU (caffe train -gpu ID)
     data_dir: str = DEFAULT_DATA_DIR   # holds mnist_{train,test}_lmdb; relative to repo or absolute
     train_lmdb: Optional[str] = None   # instead of data_dir's (relative to repo or absolute)
     test_lmdb: Optional[str] = None

@@ -36,9 +36,10 @@ trained again from scratch.
 """
 import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from .. import solver_config
+from .caffe_runs import RunSettings
 from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, file_sha256  # noqa: F401
 from .imagenet_smoke import test_interval
 
@@ -60,9 +61,7 @@ class SemiError(RuntimeError):
 
 
 @dataclass
-class Settings:
-    repo: str                             # caffe runs with this as its working directory
-    caffe: str                            # the caffe binary
+class Settings(RunSettings):
     runs_dir: str = "runs/mnist_semi"     # relative to repo, or absolute
     data_dir: str = "data/mnist"          # mnist_train_lmdb, mnist_test_lmdb
     splits_dir: str = "data/mnist/semi_splits"
@@ -77,11 +76,7 @@ class Settings:
     pool: Optional[int] = DEFAULT_POOL    # split only the first `pool` train records
     evaluate_on: str = "test"             # "test": mnist_test_lmdb; "holdout": the
     #                                       records after the pool (a validation set)
-    log: Callable[[str], None] = print
     progress_every_s: float = 120.0
-    threads_per_job: int = 1
-    retries: int = 0
-    gpu: Optional[int] = None
 
     def path(self, relative):
         return os.path.join(self.repo, relative)
