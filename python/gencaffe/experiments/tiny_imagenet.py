@@ -159,8 +159,9 @@ def schedule(settings: Settings, arch: str, data: DataInfo, train_batch: int) ->
         raise TinyError("GG+DG needs at least 2 epochs (one per stage), got %d" % epochs)
     switch = min(epochs - 1, max(1, int(round(epochs * share))))
     iters = int(math.ceil(data.train_count / float(train_batch)))
-    # the committed step, in epochs, scaled with the run's length
-    step_epochs = dg.stepsize / float(dg.test_interval)   # in epochs, whatever E
+    # the committed step in epochs, whatever E: a run of E epochs is the
+    # paper's schedule cut at E (docs/tiny_imagenet.md says why)
+    step_epochs = dg.stepsize / float(dg.test_interval)
     return Schedule(epochs, switch, iters, max(1, int(round(step_epochs * iters))),
                     data.train_count % train_batch == 0)
 
