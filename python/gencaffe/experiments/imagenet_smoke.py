@@ -213,13 +213,17 @@ def check_class_count(net_param, arch, data: DataInfo):
                             data.path("classes.txt"), data.classes, data.classes))
 
 
-def generated_net(arch, variant: str, data: DataInfo, settings: Settings) -> str:
+def checked_prototxt(arch, variant: str, options, data: DataInfo, generated_by: str) -> str:
+    """The text of a generated net, its class count checked against the data's."""
     from ..nets import variants
-    options = net_options(arch, data, settings)
     if variant != "deploy":
         check_class_count(variants.build(arch, variant, options), arch, data)
-    return variants.prototxt(arch, variant, options,
-                             generated_by="tools/imagenet_smoke.py (smoke-size data)")
+    return variants.prototxt(arch, variant, options, generated_by=generated_by)
+
+
+def generated_net(arch, variant: str, data: DataInfo, settings: Settings) -> str:
+    return checked_prototxt(arch, variant, net_options(arch, data, settings), data,
+                            "tools/imagenet_smoke.py (smoke-size data)")
 
 
 @dataclass

@@ -47,7 +47,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import solver_config
 from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, RunSettings, file_sha256
-from .imagenet_smoke import DataInfo, check_class_count, check_data
+from .imagenet_smoke import DataInfo, check_data, checked_prototxt
 
 ARCHS = ("alexnet", "zf")
 APPROACHES = ("dg", "gg", "gg_dg", "control")
@@ -180,13 +180,16 @@ def net_spec(arch_key: str, data: DataInfo, settings: Settings):
     return arch, NetOptions(data=spec, num_classes=data.classes)
 
 
+def batches(arch_key: str, data: DataInfo, settings: Settings) -> Tuple[int, int]:
+    """(train, test) batch of the runs' nets: the settings', else the committed nets'."""
+    spec = net_spec(arch_key, data, settings)[1].data
+    return spec.train_batch, spec.test_batch
+
+
 def generated_net(arch_key: str, variant: str, data: DataInfo, settings: Settings) -> str:
-    from ..nets import variants
     arch, options = net_spec(arch_key, data, settings)
-    if variant != "deploy":
-        check_class_count(variants.build(arch, variant, options), arch, data)
-    return variants.prototxt(arch, variant, options,
-                             generated_by="tools/reproduce_tiny_imagenet.py (the data's paths)")
+    return checked_prototxt(arch, variant, options, data,
+                            "tools/reproduce_tiny_imagenet.py (the data's paths)")
 
 
 # ------------------------------------------------------------------ chunks
@@ -303,9 +306,7 @@ def chain(settings: Settings, data: DataInfo, arch: str, approach: str, seed: in
     """The chunks of one run, in order (stage 2's first resumes stage 1's epoch S)."""
     template = load_template(settings, arch, SOLVER_STAGE[approach])
     net = generated_net(arch, VARIANT[approach], data, settings)
-    test_iter = int(math.ceil(data.val_count / float(settings.test_batch or
-                                                     net_spec(arch, data, settings)[0]
-                                                     .data.test_batch)))
+    test_iter = int(math.ceil(data.val_count / float(batches(arch, data, settings)[1])))
     two_stage = approach in STAGE1_OF
     previous = None
     if two_stage:
@@ -461,9 +462,7 @@ def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, str, int], List[
     """{(arch, approach, seed): chunks} of everything asked for, checked before training."""
     runs = {}
     for arch in settings.archs:
-        sched = schedule(settings, arch, data,
-                         settings.train_batch or net_spec(arch, data, settings)[0]
-                         .data.train_batch)
+        sched = schedule(settings, arch, data, batches(arch, data, settings)[0])
         for seed in settings.seeds.get(arch, ()):
             for approach in settings.approaches:
                 runs[(arch, approach, seed)] = chain(settings, data, arch, approach, seed, sched)

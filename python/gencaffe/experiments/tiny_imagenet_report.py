@@ -107,8 +107,7 @@ def collect(settings, data) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
     archs, seeds = scope(settings)
     schedules, results = {}, []
     for arch in archs:
-        sched = tiny.schedule(settings, arch, data, settings.train_batch or
-                              tiny.net_spec(arch, data, settings)[0].data.train_batch)
+        sched = tiny.schedule(settings, arch, data, tiny.batches(arch, data, settings)[0])
         schedules[arch] = sched
         for approach in tiny.APPROACHES:
             for seed in seeds[arch]:
@@ -150,7 +149,7 @@ def table_markdown(settings, data, schedules, results, command) -> str:
             "(%.2f epochs%s); GG+DG and control: stage 1 = the GG / DG run's snapshot after "
             "epoch %d, stage 2 = %d epochs from it at base_lr 0.003%s" % (
                 ARCH_NAMES[arch], sched.epochs, sched.iters_per_epoch,
-                settings.train_batch or tiny.net_spec(arch, data, settings)[0].data.train_batch,
+                tiny.batches(arch, data, settings)[0],
                 sched.stepsize, sched.stepsize / float(sched.iters_per_epoch),
                 ": none within the run" if sched.stepsize >= sched.epochs * sched.iters_per_epoch
                 else "", sched.switch,

@@ -152,8 +152,7 @@ def chain(settings: Settings, data: DataInfo, fraction: str, seed: int, approach
           sched: SemiSchedule, manifest: dict) -> List[tiny.Chunk]:
     template = tiny.load_template(settings, ARCH, SOLVER[approach])
     net = net_text(settings, data, approach, fraction, seed, manifest)
-    test_iter = int(math.ceil(data.val_count / float(
-        settings.test_batch or tiny.net_spec(ARCH, data, settings)[0].data.test_batch)))
+    test_iter = int(math.ceil(data.val_count / float(tiny.batches(ARCH, data, settings)[1])))
     fingerprint = "%s split %s" % (data.fingerprint, manifest.get("sha256"))
     stage2 = approach == "semi_gg_dg"
     previous = None
@@ -174,7 +173,7 @@ def chain(settings: Settings, data: DataInfo, fraction: str, seed: int, approach
 
 def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, int, str], List[tiny.Chunk]]:
     """{(fraction, seed, approach): chunks}; makes (or finds) every split first."""
-    batch = settings.train_batch or tiny.net_spec(ARCH, data, settings)[0].data.train_batch
+    batch = tiny.batches(ARCH, data, settings)[0]
     sched = schedule(settings, data, batch)
     runs = {}
     for fraction in settings.fractions:

@@ -26,8 +26,7 @@ def collect_run(settings, data, fraction, seed, approach, sched, manifest) -> Ru
 
 def collect(settings, data):
     from ..data import splits
-    batch = settings.train_batch or semi.tiny.net_spec(semi.ARCH, data, settings)[0] \
-        .data.train_batch
+    batch = semi.tiny.batches(semi.ARCH, data, settings)[0]
     sched = semi.schedule(settings, data, batch)
     root = settings.path(settings.runs_dir)
     fractions = caffe_runs.widened(settings.fractions, [f for f in semi.FRACTIONS if os.path.isdir(
@@ -65,8 +64,7 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
         "approaches; semi GG (Eq. 19, lambda 0.1, rho = the labelled class frequencies, "
         "each batch holding the subset's share of labelled images) for %d, then DG tuning on "
         "the labelled subset at base_lr 0.003 for %d; lr / 10 every %d iterations" % (
-            settings.train_batch or semi.tiny.net_spec(semi.ARCH, data, settings)[0]
-            .data.train_batch, sched.epochs, sched.iters_per_epoch, sched.switch,
+            semi.tiny.batches(semi.ARCH, data, settings)[0], sched.epochs, sched.iters_per_epoch, sched.switch,
             sched.epochs - sched.switch,
             sched.stepsize),
         "* error: 5-crop (`tools/eval_crops.py`, the paper's protocol) and centre crop (the "
