@@ -208,7 +208,8 @@ def build_parser():
 
 def config_from_args(args):
     from gencaffe import input_space
-    from gencaffe.hmc import labels, target as caffe_target, visualize
+    from gencaffe.hmc import labels, visualize
+    from gencaffe.hmc.node_spec import parse_node_spec
     preset = PRESETS[args.preset]
 
     def pick(name):
@@ -235,7 +236,7 @@ def config_from_args(args):
     class_names = labels.read_class_names(args.class_names) if args.class_names else None
     return visualize.RunConfig(
         model=args.model, weights=args.weights,
-        nodes=[caffe_target.parse_node_spec(n) for n in args.nodes],
+        nodes=[parse_node_spec(n) for n in args.nodes],
         out_dir=args.out_dir, sigma=pick("sigma"), temperature=pick("temperature"),
         step_size=pick("step_size"), n_leapfrog=pick("leapfrog_steps"), mass=pick("mass"),
         iterations=pick("iterations"), chains=args.chains, seed=args.seed, init=init,
@@ -250,7 +251,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     _ensure_pycaffe()
-    from gencaffe.hmc import target as caffe_target, visualize
+    from gencaffe.hmc import visualize
+    from gencaffe.hmc.errors import NetSetupError
     for path, what in ((args.model, "--model"), (args.weights, "--weights")):
         if not os.path.isfile(path):
             raise SystemExit(f"error: {what} file not found: {path}")
@@ -269,7 +271,7 @@ def main(argv=None):
                             mininterval=0.1 if interactive else 30.0,
                             ascii=not interactive)
         summary = visualize.run(cfg, progress)
-    except (caffe_target.NetSetupError, ValueError, OSError) as err:
+    except (NetSetupError, ValueError, OSError) as err:
         # user-facing problems (bad node, weights, mean file, image): a message, no traceback
         raise SystemExit(f"error: {err}") from None
     for node in summary["nodes"]:

@@ -9,7 +9,8 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from gencaffe.hmc import target as ct  # noqa: E402
+from gencaffe.hmc import net_surgery, node_geometry, node_net, node_spec, target as ct  # noqa: E402
+from gencaffe.hmc.errors import NetSetupError  # noqa: E402
 
 # conv(pad 1, stride 2) -> ReLU -> max pool (ceil mode) -> conv -> ReLU -> Dropout
 # (not in place) -> InnerProduct -> Dropout (in place) -> InnerProduct -> Softmax.
@@ -155,7 +156,7 @@ def test_backward_skips_weight_gradients(small_net):
     target = ct.build_node_target(proto, weights, "score", [0])
     target.score(np.ones(target.cut.input_shape))
     for name, blobs in target.net.params.items():
-        if name != ct.INPUT_LAYER_NAME:
+        if name != net_surgery.INPUT_LAYER_NAME:
             assert all(not np.any(b.diff) for b in blobs), name
 
 
@@ -189,7 +190,7 @@ def _caffe_shape(proto_dir, text, hw, blob):
 
 def test_input_size_covers_the_nodes_whole_field_with_a_1x1_response(small_net):
     proto, weights = small_net
-    cut = ct.cut_net(_parse(SMALL_NET), "conv2", 1)
+    cut = node_net.cut_net(_parse(SMALL_NET), "conv2", 1)
     # By hand: conv2 (kernel 2x3) needs pool1 2x3; pool1 (k3 s2) with complete
     # windows needs conv1 5x7; conv1 (k3 s2 p1) gives 5x7 from 9..10 x 13..14, and
     # at 10x14 its last windows end on the last input row and column.
@@ -204,11 +205,11 @@ def test_input_size_covers_the_nodes_whole_field_with_a_1x1_response(small_net):
     # window); Caffe still gives 1x1 down to 7x11 (partial pooling windows), which
     # the search does not pick.
     for hw in ((11, 14), (10, 15)):
-        with pytest.raises(ct.NetSetupError, match="not 1x1"):
-            ct.resolve_geometry(_parse(SMALL_NET), "conv2", hw)
-    assert ct.resolve_geometry(_parse(SMALL_NET), "conv2", (7, 11)).node_shape == (1, 5, 1, 1)
-    with pytest.raises(ct.NetSetupError, match="Caffe rejects|not 1x1"):
-        ct.resolve_geometry(_parse(SMALL_NET), "conv2", (6, 11))
+        with pytest.raises(NetSetupError, match="not 1x1"):
+            node_geometry.resolve_geometry(_parse(SMALL_NET), "conv2", hw)
+    assert node_geometry.resolve_geometry(_parse(SMALL_NET), "conv2", (7, 11)).node_shape == (1, 5, 1, 1)
+    with pytest.raises(NetSetupError, match="Caffe rejects|not 1x1"):
+        node_geometry.resolve_geometry(_parse(SMALL_NET), "conv2", (6, 11))
 
 
 def test_reshaped_probe_shapes_agree_with_fresh_nets(small_net):
@@ -216,9 +217,9 @@ def test_reshaped_probe_shapes_agree_with_fresh_nets(small_net):
     # for several sizes (ceil pooling, padding, non-square kernels).
     from gencaffe.hmc.shape_probe import ShapeProbe
     proto, _ = small_net
-    cut = ct._cut_layers(_parse(SMALL_NET), "conv2", "small")
+    cut = net_surgery._cut_layers(_parse(SMALL_NET), "conv2", "small")
     with ShapeProbe("data", "conv2") as probe:
-        probe.build(ct._probe_text(cut, (17, 15)))
+        probe.build(net_surgery._probe_text(cut, (17, 15)))
         for hw in ((17, 15), (9, 12), (24, 31), (7, 11), (8, 12)):
             fresh = _caffe_shape(os.path.dirname(proto), SMALL_NET, hw, "conv2")
             assert probe.reshape((1, 2) + hw)[1:] == tuple(fresh)[1:], hw
@@ -247,50 +248,50 @@ def test_forward_is_deterministic_without_dropout(small_net):
 
 def test_explicit_input_size_must_give_1x1(small_net):
     proto, weights = small_net
-    cut = ct.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(8, 12))   # also 1x1
+    cut = node_net.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(8, 12))   # also 1x1
     assert cut.input_shape[2:] == (8, 12)
-    with pytest.raises(ct.NetSetupError, match="gives a 3x2 response at 'conv2', not 1x1"):
-        ct.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(17, 15))
+    with pytest.raises(NetSetupError, match="gives a 3x2 response at 'conv2', not 1x1"):
+        node_net.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(17, 15))
 
 
 def test_a_size_caffe_rejects_gets_caffes_reason_and_this_process_survives(small_net):
     # Caffe aborts the process on a size it rejects (a glog CHECK); the probe runs
     # in a helper, and the message names the layer and quotes Caffe's check.
-    with pytest.raises(ct.NetSetupError) as info:
-        ct.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(3, 3))
+    with pytest.raises(NetSetupError) as info:
+        node_net.cut_net(_parse(SMALL_NET), "conv2", 1, input_hw=(3, 3))
     message = str(info.value)
     assert "input size 3x3" in message and "layer 'conv2' (Convolution)" in message
     assert "Check failed" in message and ".cpp:" in message
     # still alive, and Caffe still works here
-    assert ct.cut_net(_parse(SMALL_NET), "conv2", 1).input_shape[2:] == (10, 14)
+    assert node_net.cut_net(_parse(SMALL_NET), "conv2", 1).input_shape[2:] == (10, 14)
 
 
 # ---------------------------------------------------------------- errors
 
 def test_node_spec_parsing():
-    assert ct.parse_node_spec("fc8") == ct.NodeSpec("fc8", None)
-    assert ct.parse_node_spec("fc8:3") == ct.NodeSpec("fc8", (3,))
-    assert ct.parse_node_spec("conv5:0-2,7") == ct.NodeSpec("conv5", (0, 1, 2, 7))
+    assert node_spec.parse_node_spec("fc8") == node_spec.NodeSpec("fc8", None)
+    assert node_spec.parse_node_spec("fc8:3") == node_spec.NodeSpec("fc8", (3,))
+    assert node_spec.parse_node_spec("conv5:0-2,7") == node_spec.NodeSpec("conv5", (0, 1, 2, 7))
     for bad in ("fc8:x", "fc8:3-1", ":3"):
-        with pytest.raises(ct.NetSetupError):
-            ct.parse_node_spec(bad)
+        with pytest.raises(NetSetupError):
+            node_spec.parse_node_spec(bad)
 
 
 def test_unknown_node_name_lists_the_layers(small_net):
     proto, weights = small_net
-    with pytest.raises(ct.NetSetupError, match="unknown node 'conv9'.*conv1.*score"):
+    with pytest.raises(NetSetupError, match="unknown node 'conv9'.*conv1.*score"):
         ct.build_node_target(proto, weights, "conv9", [0])
 
 
 def test_channel_out_of_range(small_net):
     proto, weights = small_net
-    with pytest.raises(ct.NetSetupError, match="3 channels.*\\[3\\]"):
+    with pytest.raises(NetSetupError, match="3 channels.*\\[3\\]"):
         ct.build_node_target(proto, weights, "score", [3])
 
 
 def test_dropout_node_is_refused(small_net):
     proto, weights = small_net
-    with pytest.raises(ct.NetSetupError, match="Dropout"):
+    with pytest.raises(NetSetupError, match="Dropout"):
         ct.build_node_target(proto, weights, "drop2", [0])
 
 
@@ -301,33 +302,33 @@ def test_mismatched_weights_give_a_clear_error(small_net, tmp_path):
     net = caffe.Net(str(other), caffe.TEST)
     wrong = tmp_path / "other.caffemodel"
     net.save(str(wrong))
-    with pytest.raises(ct.NetSetupError, match="fc1.*shape"):
+    with pytest.raises(NetSetupError, match="fc1.*shape"):
         ct.build_node_target(proto, str(wrong), "score", [0])
     renamed = tmp_path / "renamed.prototxt"
     renamed.write_text(SMALL_NET.replace('name: "fc1"', 'name: "fcX"'))
     net = caffe.Net(str(renamed), caffe.TEST)
     missing = tmp_path / "missing.caffemodel"
     net.save(str(missing))
-    with pytest.raises(ct.NetSetupError, match="fc1.*no weights"):
+    with pytest.raises(NetSetupError, match="fc1.*no weights"):
         ct.build_node_target(proto, str(missing), "score", [0])
     junk = tmp_path / "junk.caffemodel"
     junk.write_bytes(b"\xff\xfe not a protobuf \x00" * 10)
-    with pytest.raises(ct.NetSetupError):
+    with pytest.raises(NetSetupError):
         ct.build_node_target(proto, str(junk), "score", [0])
 
 
 def test_non_image_inputs_are_refused(tmp_path):
     flat = SMALL_NET.replace("dim: 2 dim: 2 dim: 17 dim: 15", "dim: 2 dim: 30")
-    with pytest.raises(ct.NetSetupError, match="4-D"):
-        ct.cut_net(_parse(flat), "score", 1)
+    with pytest.raises(NetSetupError, match="4-D"):
+        node_net.cut_net(_parse(flat), "score", 1)
     train = ('layer { name: "mnist" type: "Data" top: "data" top: "label" '
              'data_param { source: "x" batch_size: 1 } }\n'
              + SMALL_NET.split("\n", 4)[4])
-    with pytest.raises(ct.NetSetupError, match="data layer"):
-        ct.cut_net(_parse(train), "score", 1)
+    with pytest.raises(NetSetupError, match="data layer"):
+        node_net.cut_net(_parse(train), "score", 1)
     two = SMALL_NET.replace('top: "data"\n', 'top: "data" top: "extra"\n', 1)
-    with pytest.raises(ct.NetSetupError, match="several inputs"):
-        ct.cut_net(_parse(two), "score", 1)
+    with pytest.raises(NetSetupError, match="several inputs"):
+        node_net.cut_net(_parse(two), "score", 1)
 
 
 # ---------------------------------------------------------------- CLI
@@ -520,9 +521,9 @@ def test_class_names_files(tmp_path):
     assert read_class_names(str(words)) == ["tench", "goldfish", "n09999999"]
     gap = tmp_path / "gap.txt"
     gap.write_text("a\n\nb\n")
-    with pytest.raises(ct.NetSetupError, match="line 2 is empty"):
+    with pytest.raises(NetSetupError, match="line 2 is empty"):
         read_class_names(str(gap))
-    with pytest.raises(ct.NetSetupError, match="cannot read class names file"):
+    with pytest.raises(NetSetupError, match="cannot read class names file"):
         read_class_names(str(tmp_path / "missing.txt"))
 
 

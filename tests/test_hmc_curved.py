@@ -51,7 +51,7 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from gencaffe.hmc import sampler as hmc, target as ct  # noqa: E402
+from gencaffe.hmc import node_score, sampler as hmc, target as ct  # noqa: E402
 
 Z_MAX = 4.0
 
@@ -284,12 +284,12 @@ def test_check_rejects_the_sampler_without_metropolis(nets, name, tmp_path, monk
 
 def test_check_rejects_a_score_with_the_wrong_sign(nets, tmp_path, monkeypatch):
     # The sampler then targets exp(-f/T) N(0, sigma^2 T): another distribution.
-    real_call = ct.NodeScore.__call__
+    real_call = node_score.NodeScore.__call__
 
     def flipped(self, x):
         f, grad = real_call(self, x)
         return -f, -grad
-    monkeypatch.setattr(ct.NodeScore, "__call__", flipped)
+    monkeypatch.setattr(node_score.NodeScore, "__call__", flipped)
     samples, _ = run_cli(LOG_SUM_EXP, nets["log_sum_exp"], tmp_path / "out", seed=1)
     ok, z = matches(samples, log_sum_exp_truth())
     assert not ok, f"a sign-flipped score passed with z-scores {z}"

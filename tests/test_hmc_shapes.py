@@ -122,7 +122,7 @@ def test_failure_text_names_the_layer_and_quotes_the_check():
 # ---------------------------------------------------------------- with Caffe
 
 caffe = pytest.importorskip("caffe")
-from gencaffe.hmc import target as ct  # noqa: E402
+from gencaffe.hmc import net_surgery, node_geometry, target as ct  # noqa: E402
 
 FILL = 'weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "constant" value: 0.1 }'
 # Between the input and the nodes: every layer type with a spatial output that the
@@ -195,7 +195,7 @@ def _fd_check(target, seed=0, h=1e-3):
 
 
 def test_zoo_uses_layer_types_outside_the_old_lists(zoo):
-    types = {l.type for l in ct.load_net_param(zoo[0]).layer}
+    types = {l.type for l in net_surgery.load_net_param(zoo[0]).layer}
     assert types - OLD_TOOL_TYPES == {"Slice", "Tile", "Crop", "Im2col", "SPP", "Reduction"}
 
 
@@ -281,7 +281,7 @@ def test_a_net_caffe_rejects_at_its_own_size_gets_caffes_reason(tmp_path, capsys
     assert "Caffe rejects" in message and "own input size 3x4x18" in message
     assert "Check failed" in message and "--input-size" in message
     # a size Caffe accepts, given by the user, is used
-    geo = ct.resolve_geometry(ct.load_net_param(str(proto)), "conv_out", (9, 5))
+    geo = node_geometry.resolve_geometry(net_surgery.load_net_param(str(proto)), "conv_out", (9, 5))
     assert geo.input_hw == (9, 5) and geo.node_shape == (1, 5, 1, 1)
 
 
@@ -351,7 +351,7 @@ def test_a_helper_that_cannot_start_is_reported(tmp_path, monkeypatch):
     from gencaffe.hmc import shape_probe
     monkeypatch.setattr(shape_probe, "find_caffe_extension",
                         lambda: (str(tmp_path / "no" / "_caffe.so"), False))
-    monkeypatch.setattr(ct, "_GEOMETRY_CACHE", {})          # ask the helper, not the cache
+    monkeypatch.setattr(node_geometry, "_GEOMETRY_CACHE", {})  # ask the helper, not the cache
     proto = tmp_path / "other.prototxt"
     proto.write_text(ZOO_NET)
     with pytest.raises(NetSetupError, match="shape probe process ended unexpectedly "

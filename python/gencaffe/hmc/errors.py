@@ -1,4 +1,4 @@
-"""The one user-facing error of HMC visualization (shared by target, geometry, probe)."""
+"""The one user-facing error of HMC visualization (shared by every module of gencaffe.hmc)."""
 
 
 class NetSetupError(ValueError):

@@ -18,6 +18,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import labels, sampler as hmc, target as caffe_target
+from .errors import NetSetupError
+from .node_geometry import NodeGeometry
+from .node_spec import NodeSpec, check_channels
 from .. import imaging
 from ..atomic_io import atomic_write
 from ..input_space import InputTransform, load_image_as_input
@@ -38,7 +41,7 @@ NODE_COLUMNS = ["layer", "channel", "class_name", "chains", "input_shape", "iter
 class RunConfig:
     model: str
     weights: Optional[str]
-    nodes: List[caffe_target.NodeSpec]
+    nodes: List[NodeSpec]
     out_dir: str
     sigma: float = 10.0
     temperature: float = 1.0
@@ -133,7 +136,7 @@ def _stats_row(it, warm, info, state, idx, elapsed):
 def run_group(cfg: RunConfig, layer: str, chain_channels: Sequence[int], iterations: int,
               init: str, rng: np.random.Generator,
               on_iteration: Optional[Callable[[float], None]] = None,
-              geometry: Optional[caffe_target.NodeGeometry] = None) -> List[NodeResult]:
+              geometry: Optional[NodeGeometry] = None) -> List[NodeResult]:
     """Sample one group of chains (same layer, mixed channels) and split per node.
     ``geometry`` (from plan_nodes) saves asking Caffe for the shapes again."""
     target = caffe_target.build_node_target(cfg.model, cfg.weights, layer, chain_channels,
@@ -264,7 +267,7 @@ def node_summary(res: NodeResult, files: Dict[str, str]) -> dict:
 
 
 def _set_caffe_mode(gpu: Optional[int]) -> None:
-    caffe = caffe_target._caffe()
+    import caffe  # noqa: imported lazily, as everywhere in gencaffe.hmc
     if gpu is not None:
         caffe.set_device(gpu)
         caffe.set_mode_gpu()
@@ -340,14 +343,14 @@ def plan_nodes(cfg: RunConfig):
     plans = []
     for node in cfg.nodes:
         geometry = caffe_target.resolve_node(cfg.model, node.layer, cfg.input_size)
-        channels = caffe_target.check_channels(node, geometry.n_channels)
+        channels = check_channels(node, geometry.n_channels)
         iterations = cfg.iterations if cfg.iterations is not None else (
             cfg.iterations_flat if geometry.flat else cfg.iterations_spatial)
         init = cfg.init if cfg.init is not None else ("zero" if geometry.flat else "noise")
         plans.append((node, channels, iterations, init, geometry))
     if cfg.class_names is not None and not any(
             g.n_channels == len(cfg.class_names) for *_, g in plans):
-        raise caffe_target.NetSetupError(
+        raise NetSetupError(
             f"--class-names lists {len(cfg.class_names)} names but no requested node has that "
             "many channels (" + ", ".join(f"{n.layer}: {g.n_channels}" for n, *_, g in plans)
             + "); line i of the file names channel i of a class score layer")
