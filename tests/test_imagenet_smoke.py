@@ -28,7 +28,10 @@ pytest.importorskip("lmdb", reason="the lmdb module is needed to count LMDB reco
 from conftest import BUILD, REPO  # noqa: E402
 from gencaffe import caffe_log, solver_config  # noqa: E402
 from gencaffe.data import standin  # noqa: E402
+from gencaffe.experiments import caffe_runs, imagenet_data  # noqa: E402
 from gencaffe.experiments import imagenet_smoke as smoke  # noqa: E402
+from gencaffe.experiments import imagenet_smoke_eval as smoke_eval  # noqa: E402
+from gencaffe.experiments import imagenet_smoke_report as smoke_report  # noqa: E402
 
 CAFFE = os.path.join(BUILD, "caffe", "tools", "caffe")
 CLI = os.path.join(REPO, "tools", "imagenet_smoke.py")
@@ -51,7 +54,7 @@ def data_dir(tmp_path_factory):
     settings = smoke.Settings(repo=REPO, caffe=CAFFE, lmdb_dir=str(folder / "lmdb"),
                               standin_dir=str(folder / "standin"),
                               standin=standin.StandinConfig(**TINY), log=lambda m: None)
-    data = smoke.prepare_data(settings)
+    data = imagenet_data.prepare_data(settings)
     assert (data.classes, data.train_count, data.val_count) == (4, 24, 8)  # corrupt files skipped
     return folder
 
@@ -78,19 +81,19 @@ def test_gg_dg_split_is_the_committed_solvers_45_of_70():
         assert smoke.stage_split(REPO, arch, 70) == (45, 25)
         assert smoke.stage_split(REPO, arch, 200) == (129, 71)
         assert smoke.stage_split(REPO, arch, 2) == (1, 1)
-    with pytest.raises(smoke.SmokeError, match="at least 2"):
+    with pytest.raises(imagenet_data.SmokeError, match="at least 2"):
         smoke.stage_split(REPO, "alexnet", 1)
 
 
 def test_test_interval_divides_the_run_so_the_last_iteration_is_tested():
-    assert [smoke.test_interval(n, 4) for n in (200, 129, 71, 8, 5, 3, 1)] == [
+    assert [caffe_runs.test_interval(n, 4) for n in (200, 129, 71, 8, 5, 3, 1)] == [
         50, 43, 71, 2, 1, 1, 1]
-    assert [smoke.test_interval(n, 2) for n in (8, 5, 3)] == [4, 5, 3]
+    assert [caffe_runs.test_interval(n, 2) for n in (8, 5, 3)] == [4, 5, 3]
 
 
 def test_runs_use_the_committed_solvers_with_only_the_listed_overrides(data_dir, tmp_path):
     settings = settings_for(data_dir, tmp_path)
-    data = smoke.check_data(settings)
+    data = imagenet_data.check_data(settings)
     for arch in ("alexnet", "zf"):
         stage1, stage2 = smoke.approach_runs(settings, data, arch, "gg_dg")
         (dg,) = smoke.approach_runs(settings, data, arch, "dg")
@@ -122,7 +125,7 @@ def test_run_nets_are_the_committed_nets_with_the_datas_parameters(data_dir, tmp
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
     settings = settings_for(data_dir, tmp_path)
-    data = smoke.check_data(settings)
+    data = imagenet_data.check_data(settings)
     for arch, score in (("alexnet", "fc8"), ("zf", "fc8")):
         for approach in ("dg", "gg"):
             (run,) = smoke.approach_runs(settings, data, arch, approach)
@@ -156,8 +159,8 @@ def test_missing_lmdb_is_named(data_dir, tmp_path):
     shutil.copytree(data_dir / "lmdb", partial)
     shutil.rmtree(partial / "val_lmdb")
     settings = settings_for(data_dir, tmp_path, lmdb_dir=str(partial))
-    with pytest.raises(smoke.SmokeError, match=r"missing LMDB: .*val_lmdb"):
-        smoke.check_data(settings)
+    with pytest.raises(imagenet_data.SmokeError, match=r"missing LMDB: .*val_lmdb"):
+        imagenet_data.check_data(settings)
     result = run_cli(["--lmdb-dir", str(partial), "--runs-dir", str(tmp_path / "runs")])
     assert result.returncode == 2
     assert "missing LMDB: %s" % (partial / "val_lmdb") in result.stdout
@@ -166,9 +169,10 @@ def test_missing_lmdb_is_named(data_dir, tmp_path):
 
 def test_class_count_mismatch_stops_before_training(data_dir, tmp_path):
     settings = settings_for(data_dir, tmp_path, num_classes=7)
-    data = smoke.check_data(settings)
-    with pytest.raises(smoke.SmokeError, match=r"class count mismatch: .* scores 7 classes .*"
-                                               r"lmdb/classes\.txt lists 4"):
+    data = imagenet_data.check_data(settings)
+    with pytest.raises(imagenet_data.SmokeError,
+                       match=r"class count mismatch: .* scores 7 classes .*"
+                             r"lmdb/classes\.txt lists 4"):
         smoke.approach_runs(settings, data, "alexnet", "dg")
     result = run_cli(["--lmdb-dir", str(data_dir / "lmdb"), "--num-classes", "7",
                       "--runs-dir", str(tmp_path / "runs")])
@@ -223,7 +227,7 @@ def test_pipeline_resumes_after_a_kill_and_then_is_a_no_op(data_dir, tmp_path):
 
     settings = settings_for(data_dir, tmp_path, archs=("alexnet",), iterations=8,
                             train_batch=4, display=1)
-    collected = smoke.collect(settings, smoke.check_data(settings))
+    collected = smoke_report.collect(settings, imagenet_data.check_data(settings))
     assert [(r.approach, r.complete) for r in collected] == [
         ("dg", True), ("gg", True), ("gg_dg", True)]
     for r in collected:
@@ -243,7 +247,7 @@ def test_pipeline_resumes_after_a_kill_and_then_is_a_no_op(data_dir, tmp_path):
     table = (results / "imagenet_smoke.md").read_text()
     assert table.count("| AlexNet |") == 3 and "pending" not in table
     assert (results / "imagenet_smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    evals = {p: p.stat().st_mtime for p in runs.rglob(smoke.EVAL_NAME)}
+    evals = {p: p.stat().st_mtime for p in runs.rglob(smoke_eval.EVAL_NAME)}
     assert len(evals) == 3
     for path in evals:
         assert json.loads(path.read_text())["crops"] == 5
@@ -267,7 +271,7 @@ def test_killed_training_resumes_from_its_snapshot(data_dir, tmp_path):
     and writes the final snapshot."""
     from gencaffe.nets import catalog
     settings = settings_for(data_dir, tmp_path, train_batch=4, test_batch=8)
-    data = smoke.check_data(settings)
+    data = imagenet_data.check_data(settings)
     net = tmp_path / "train_val.prototxt"
     net.write_text(smoke.generated_net(catalog.architecture("alexnet"), "gg", data, settings))
     prefix = tmp_path / "snapshots" / "alexnet_gg"
@@ -322,6 +326,6 @@ def test_alexnet_dg_learns_at_the_smallest_size_found(tmp_path):
         iterations=120, train_batch=16, test_batch=20, display=10, tests_per_run=4,
         archs=("alexnet",), approaches=("dg",), log=lambda m: None)
     smoke.run_all(settings)
-    [result] = smoke.collect(settings, smoke.check_data(settings))
+    [result] = smoke_report.collect(settings, imagenet_data.check_data(settings))
     [stage] = result.stages
     assert result.loss_went_down(4), (stage.first_val_loss, stage.last_val_loss)

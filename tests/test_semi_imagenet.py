@@ -19,6 +19,7 @@ pytest.importorskip("lmdb")
 from conftest import BUILD, REPO  # noqa: E402
 from gencaffe import caffe_log, solver_config  # noqa: E402
 from gencaffe.data import splits, standin  # noqa: E402
+from gencaffe.experiments import imagenet_data  # noqa: E402
 from gencaffe.experiments import imagenet_smoke as smoke  # noqa: E402
 from gencaffe.nets import catalog, semi, variants  # noqa: E402
 
@@ -33,7 +34,7 @@ def data(tmp_path_factory):
     settings = smoke.Settings(repo=REPO, caffe=CAFFE, lmdb_dir=str(folder / "lmdb"),
                               standin_dir=str(folder / "standin"),
                               standin=standin.StandinConfig(**TINY), log=lambda m: None)
-    info = smoke.prepare_data(settings)
+    info = imagenet_data.prepare_data(settings)
     assert (info.classes, info.train_count, info.val_count) == (4, 24, 8)
     return folder, info
 

@@ -62,7 +62,7 @@ def test_schedule_of_the_committed_solvers():
     --epochs scales the switch; a batch that does not divide the train set is
     said so."""
     from gencaffe.experiments import tiny_imagenet as tiny
-    from gencaffe.experiments.imagenet_smoke import DataInfo
+    from gencaffe.experiments.imagenet_data import DataInfo
     data = DataInfo("d", 200, 60000, 10000, "f")
     settings = tiny.Settings(repo=REPO, caffe=CAFFE)
     sched = tiny.schedule(settings, "alexnet", data, 250)
@@ -78,7 +78,7 @@ def test_schedule_of_the_committed_solvers():
 
 def test_gg_and_stage1_solvers_must_share_their_schedule(tmp_path):
     from gencaffe.experiments import tiny_imagenet as tiny
-    from gencaffe.experiments.imagenet_smoke import DataInfo
+    from gencaffe.experiments.imagenet_data import DataInfo
     os.makedirs(tmp_path / "solvers")
     for stage in ("dg", "gg", "gg_dg_stage1", "gg_dg_stage2"):
         path = os.path.join(REPO, tiny.solver_template("alexnet", stage))

@@ -34,7 +34,7 @@ def test_labelled_counts_are_table_3s_shares():
 
 def test_schedule_gives_both_approaches_the_same_budget():
     from gencaffe.experiments import tiny_imagenet_semi as semi
-    from gencaffe.experiments.imagenet_smoke import DataInfo
+    from gencaffe.experiments.imagenet_data import DataInfo
     settings = semi.Settings(repo=REPO, caffe=CAFFE)
     sched = semi.schedule(settings, DataInfo("d", 200, 60000, 10000, "f"), 250)
     assert (sched.epochs, sched.switch, sched.iters_per_epoch, sched.stepsize) == \

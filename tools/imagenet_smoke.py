@@ -132,10 +132,11 @@ def build_parser():
 def make_settings(args):
     from gencaffe import progress
     from gencaffe.data import standin
+    from gencaffe.experiments import imagenet_data
     from gencaffe.experiments import imagenet_smoke as smoke
     if args.lmdb_dir and args.classes:
-        raise smoke.SmokeError("--classes draws a stand-in; with --lmdb-dir the class count is "
-                               "the data's (check it with --num-classes)")
+        raise imagenet_data.SmokeError("--classes draws a stand-in; with --lmdb-dir the class "
+                                       "count is the data's (check it with --num-classes)")
     config = None if args.lmdb_dir else standin.StandinConfig(
         classes=args.classes or 10, train_per_class=args.train_per_class,
         val_per_class=args.val_per_class, corrupt=args.corrupt, seed=args.data_seed,
@@ -144,7 +145,7 @@ def make_settings(args):
         try:
             config.validate()
         except standin.StandinError as err:
-            raise smoke.SmokeError(str(err)) from None
+            raise imagenet_data.SmokeError(str(err)) from None
     return smoke.Settings(
         repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
         lmdb_dir=args.lmdb_dir or os.path.join(args.data_dir, "lmdb"),
@@ -186,34 +187,36 @@ def main(argv=None):
     from gencaffe import pycaffe_path
     pycaffe_path.add_build_pycaffe(REPO)
     pycaffe_path.require_caffe_pb2()
-    from gencaffe.experiments import caffe_runs
+    from gencaffe.experiments import caffe_runs, imagenet_data
     from gencaffe.experiments import imagenet_smoke as smoke
+    from gencaffe.experiments import imagenet_smoke_eval as smoke_eval
+    from gencaffe.experiments import imagenet_smoke_report as smoke_report
     table = os.path.join(REPO, args.results_dir, "imagenet_smoke.md")
     plot = os.path.join(REPO, args.results_dir, "imagenet_smoke.png")
     try:
         settings = make_settings(args)
         if args.report_only:
-            data = smoke.check_data(settings)
+            data = imagenet_data.check_data(settings)
             scope, command = report_scope(settings, args, argv)
-            smoke.write_report(scope, data, table, plot, command)
+            smoke_report.write_report(scope, data, table, plot, command)
             log("report: %s, %s" % (table, plot))
             return 0
         if args.data_only:
-            data = smoke.prepare_data(settings)
+            data = imagenet_data.prepare_data(settings)
             log("data: %s: %d classes, %d train / %d val images"
                 % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
             return 0
         if not os.access(settings.caffe, os.X_OK):
-            raise smoke.SmokeError("no caffe binary at %s (build first with `make`, or pass "
-                                   "--caffe)" % settings.caffe)
-        started = smoke.started_stamp()
-        data = smoke.prepare_data(settings)
+            raise imagenet_data.SmokeError("no caffe binary at %s (build first with `make`, or "
+                                           "pass --caffe)" % settings.caffe)
+        started = smoke_report.started_stamp()
+        data = imagenet_data.prepare_data(settings)
         log("data: %s: %d classes, %d train / %d val images"
             % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
         plan = [(arch, approach) for arch in args.archs for approach in args.approaches]
         for arch, approach in plan:  # every net built and checked before any training
             smoke.approach_runs(settings, data, arch, approach)
-    except smoke.SmokeError as err:
+    except imagenet_data.SmokeError as err:
         log("error: %s" % err)
         return 2
 
@@ -228,21 +231,21 @@ def main(argv=None):
     try:
         for arch, approach in plan:
             if "%s %s" % (arch, approach) not in failed:
-                smoke.evaluate(settings, data,
-                               smoke.approach_runs(settings, data, arch, approach)[-1])
-    except smoke.SmokeError as err:
+                smoke_eval.evaluate(settings, data,
+                                    smoke.approach_runs(settings, data, arch, approach)[-1])
+    except imagenet_data.SmokeError as err:
         log("error: %s" % err)
         failures.append(("evaluation", str(err)))
     except KeyboardInterrupt:
         log("interrupted during the evaluation (finished ones are kept)")
         return 130
     scope, command = report_scope(settings, args, argv)
-    results = smoke.write_report(scope, data, table, plot, command, started)
+    results = smoke_report.write_report(scope, data, table, plot, command, started)
     log("report: %s, %s" % (table, plot))
     for r in results:
         if r.complete and r.loss_went_down(data.classes) is False:
             log("warning: %s %s: the val loss did not go down by more than %g x ln %d"
-                % (r.arch, r.approach, smoke.LOSS_DOWN_MARGIN, data.classes))
+                % (r.arch, r.approach, smoke_report.LOSS_DOWN_MARGIN, data.classes))
     return caffe_runs.exit_status(failures, log, "task(s)")
 
 

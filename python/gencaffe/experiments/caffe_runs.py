@@ -219,6 +219,17 @@ def tail(path, lines=15):
         return ""
 
 
+def test_interval(iterations: int, tests_per_run: int) -> int:
+    """A divisor of `iterations` (Caffe tests at the end of a run only when the
+    interval divides max_iter) giving about tests_per_run passes after iteration
+    0, at most 2 x tests_per_run; a prime count of iterations gets one pass, at
+    the end."""
+    wanted = max(1, tests_per_run)
+    divisors = [d for d in range(1, iterations + 1)
+                if iterations % d == 0 and iterations // d <= 2 * wanted]
+    return min(divisors, key=lambda d: (abs(iterations // d - wanted), -d))  # ties: fewer
+
+
 class ProcessRegistry:
     """Live caffe processes, so an interrupted driver can stop them all. Once
     terminate_all() has begun, no new process may run: one added later is killed

@@ -39,9 +39,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from .. import solver_config
-from .caffe_runs import RunSettings
+from .caffe_runs import RunSettings, test_interval
 from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, file_sha256  # noqa: F401
-from .imagenet_smoke import test_interval
 
 APPROACHES = ("dg", "semi_gg", "semi_gg_dg")
 TITLES = {"dg": "DG, labelled subset only", "semi_gg": "semi-supervised GG",

@@ -47,7 +47,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import solver_config
 from .caffe_runs import CaffeTraining, RunFailed, RunnerBase, RunSettings, file_sha256
-from .imagenet_smoke import DataInfo, check_data, checked_prototxt
+from .imagenet_data import DataInfo, check_data, checked_prototxt
 
 ARCHS = ("alexnet", "zf")
 APPROACHES = ("dg", "gg", "gg_dg", "control")
@@ -496,7 +496,7 @@ def tasks(settings: Settings, runner: Runner, data: DataInfo):
 
 
 def prepare(settings: Settings) -> DataInfo:
-    from .imagenet_smoke import SmokeError
+    from .imagenet_data import SmokeError
     try:
         data = check_data(settings)
     except SmokeError as err:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Sequence, Tuple
 
 from . import tiny_imagenet as tiny
-from .imagenet_smoke import DataInfo
+from .imagenet_data import DataInfo
 
 PAPER_TRAIN_IMAGES = 1281167                    # ILSVRC-2012 train
 FRACTIONS = {"50k": 50000, "100k": 100000, "300k": 300000}   # Table 3's labelled counts
