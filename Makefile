@@ -8,7 +8,7 @@
 #   make test-gpu the same suite against build/cuda (GPU tests run where a GPU is)
 #   make device-kit  a lean CUDA build (cuDNN) with pycaffe for the GPU machine's
 #                 Python, packed for a machine without Caffe's libraries
-#                 (tools/device_kit.py; run there: tools/gpu_checks.sh)
+#                 (scripts/device_kit.py; run there: scripts/gpu_checks.sh)
 #   make demo     MNIST: data, GG pre-training + DG tuning, test error, HMC samples
 #   make install  puts `caffe` on PATH and makes `import caffe` work (PREFIX=~/.local)
 #   make bench    benchmarks (results/ files)
@@ -16,7 +16,7 @@
 #                 -> dist/generative-loss-patch/ (tools/export_patch.py)
 #
 # Upstream Caffe is fetched, checksum-verified and patched into
-# <build dir>/caffe-src by tools/prepare_source.sh; nothing of it is committed.
+# <build dir>/caffe-src by scripts/prepare_source.sh; nothing of it is committed.
 
 PYTHON ?= python3
 PY := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
@@ -56,7 +56,7 @@ CUDA_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=$(USE_CUDNN) -DUSE_NCCL=ON \
 
 # the GPU-machine kit: a CUDA build with only the libraries the tests need
 # (no OpenCV, LevelDB or NCCL: their closures are large; pycaffe is compiled
-# by tools/device_kit.py for the kit's Python), so that it and its shared-
+# by scripts/device_kit.py for the kit's Python), so that it and its shared-
 # library closure fit the device tool's 64 MiB carry limit
 KIT_CMAKE_FLAGS = -DCPU_ONLY=OFF -DUSE_CUDNN=ON -DUSE_NCCL=OFF \
   -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DBUILD_python=OFF -DBUILD_python_layer=OFF \
@@ -69,7 +69,7 @@ BUILD_TARGETS = all
 all: cpu
 
 deps:
-	tools/install_deps.sh $(PY)
+	scripts/install_deps.sh $(PY)
 
 # configure once; later builds re-run CMake by themselves when patches or the
 # overlay file list change (see CMakeLists.txt)
@@ -83,27 +83,27 @@ $(KIT_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(KIT_BUILD) $(COMMON_CMAKE_FLAGS) $(KIT_CMAKE_FLAGS)
 
 cpu: $(CPU_BUILD)/CMakeCache.txt
-	tools/prepare_source.sh $(CPU_BUILD)/caffe-src
+	scripts/prepare_source.sh $(CPU_BUILD)/caffe-src
 	cmake --build $(CPU_BUILD) -j $(JOBS) --target $(BUILD_TARGETS)
 
 test: deps
 	$(MAKE) cpu
 	cmake --build $(CPU_BUILD) -j $(JOBS) --target test.testbin
-	$(PY) tools/run_tests.py --build $(CPU_BUILD)
+	$(PY) scripts/run_tests.py --build $(CPU_BUILD)
 
 cuda: deps $(CUDA_BUILD)/CMakeCache.txt
 	@grep -qx 'USE_CUDNN:BOOL=$(USE_CUDNN)' $(CUDA_BUILD)/CMakeCache.txt || \
 	  cmake -S . -B $(CUDA_BUILD) -DUSE_CUDNN=$(USE_CUDNN)
-	tools/prepare_source.sh $(CUDA_BUILD)/caffe-src
+	scripts/prepare_source.sh $(CUDA_BUILD)/caffe-src
 	cmake --build $(CUDA_BUILD) -j $(JOBS) --target $(BUILD_TARGETS)
 
 test-gpu: cuda
 	cmake --build $(CUDA_BUILD) -j $(JOBS) --target test.testbin
-	$(PY) tools/run_tests.py --build $(CUDA_BUILD)
+	$(PY) scripts/run_tests.py --build $(CUDA_BUILD)
 
 device-kit: deps $(KIT_BUILD)/CMakeCache.txt
 	@test -n "$(KIT_PYTHON)" || { echo "make device-kit: no Python 3.12 found; set KIT_PYTHON=/path/to/python3.12 (with its headers and numpy)"; exit 1; }
-	tools/prepare_source.sh $(KIT_BUILD)/caffe-src
+	scripts/prepare_source.sh $(KIT_BUILD)/caffe-src
 	cmake --build $(KIT_BUILD) -j $(JOBS) --target caffe.bin compute_image_mean test.testbin
 	$(KIT_PYTHON) -c 'import numpy' 2>/dev/null || $(KIT_PYTHON) -m pip install -q $(KIT_NUMPY)
 	rm -rf $(KIT_BUILD)/wheels && $(PY) -m pip download -q --no-deps --only-binary=:all: \
@@ -113,7 +113,7 @@ device-kit: deps $(KIT_BUILD)/CMakeCache.txt
 	$(MAKE) cpu
 	CAFFE_BUILD_DIR=$(CPU_BUILD) $(PY) tools/bench_nets.py --prepare $(KIT_BUILD)/bench_nets \
 	  --lmdb-source /tmp/gencaffe-bench-lmdb
-	$(PY) tools/device_kit.py --build $(KIT_BUILD) --out $(KIT_OUT) --python $(KIT_PYTHON) \
+	$(PY) scripts/device_kit.py --build $(KIT_BUILD) --out $(KIT_OUT) --python $(KIT_PYTHON) \
 	  $$(for w in $(KIT_BUILD)/wheels/*.whl; do echo --wheel $$w; done) \
 	  --add bench_nets=$(KIT_BUILD)/bench_nets \
 	  $(if $(wildcard data/mnist/mnist_train_lmdb),$(foreach s,train test,--add mnist/mnist_$(s)_lmdb=data/mnist/mnist_$(s)_lmdb)) $(KIT_ADD)
@@ -135,7 +135,7 @@ imagenet-smoke: deps
 	CAFFE_BUILD_DIR=$(CPU_BUILD) $(PY) tools/imagenet_smoke.py --caffe $(CPU_BUILD)/caffe/tools/caffe
 
 install: cpu
-	$(PY) tools/install_env.py --build $(CPU_BUILD) --prefix $(PREFIX)
+	$(PY) scripts/install_env.py --build $(CPU_BUILD) --prefix $(PREFIX)
 
 bench: cpu
 	$(PY) tools/bench_generative_loss.py --build $(CPU_BUILD)

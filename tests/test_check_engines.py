@@ -1,5 +1,5 @@
-"""tools/check_engines.py's comparison rule and its report of where a GPU run
-first leaves the CPU's (the GPU run itself needs a GPU: tools/gpu_checks.sh)."""
+"""scripts/check_engines.py's comparison rule and its report of where a GPU run
+first leaves the CPU's (the GPU run itself needs a GPU: scripts/gpu_checks.sh)."""
 import os
 import sys
 
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 pytest.importorskip("caffe", reason="check_engines imports pycaffe")
 import check_engines  # noqa: E402
 

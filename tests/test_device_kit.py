@@ -1,4 +1,4 @@
-"""tools/device_kit.py and tools/gpu_checks.sh: packing a build, with pycaffe,
+"""scripts/device_kit.py and scripts/gpu_checks.sh: packing a build, with pycaffe,
 for a GPU machine that has none of Caffe's libraries.
 
 The kit itself is only useful on a GPU machine, but what decides whether it
@@ -17,7 +17,7 @@ import pytest
 
 from conftest import BUILD, REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 import device_kit as db  # noqa: E402
 
 LDD_SAMPLE = """\
@@ -180,7 +180,7 @@ def test_gpu_checks_runs_the_kit_suite_and_pycaffe(cpu_kit, tmp_path):
     exactly one), and reports the sum in one closing line."""
     env = stand_in_gpu_env(tmp_path)
     results = tmp_path / "out"
-    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(cpu_kit[0]),
+    run = subprocess.run(["bash", os.path.join(REPO, "scripts", "gpu_checks.sh"), str(cpu_kit[0]),
                           "--sections", "env,gen,suite", "--cpu-tests-only", "--jobs", "3"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -205,7 +205,7 @@ def test_gpu_checks_reports_a_failed_section(cpu_kit, tmp_path):
     """A section that cannot run (the loss benchmark wants a GPU) is reported and
     makes the exit status 1; the other sections still run."""
     env = stand_in_gpu_env(tmp_path)
-    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(cpu_kit[0]),
+    run = subprocess.run(["bash", os.path.join(REPO, "scripts", "gpu_checks.sh"), str(cpu_kit[0]),
                           "--sections", "bench,gen", "--bench-repeats", "1"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 1
@@ -215,7 +215,7 @@ def test_gpu_checks_reports_a_failed_section(cpu_kit, tmp_path):
 
 
 def test_gpu_checks_script_explains_a_missing_kit(tmp_path):
-    script = os.path.join(REPO, "tools", "gpu_checks.sh")
+    script = os.path.join(REPO, "scripts", "gpu_checks.sh")
     assert subprocess.run(["bash", "-n", script]).returncode == 0
     run = subprocess.run(["bash", script, str(tmp_path / "nothing")], capture_output=True,
                          text=True, env=dict(os.environ, OUT=str(tmp_path / "out")))
@@ -254,7 +254,7 @@ def test_tests_from_gives_the_rest_of_a_stopped_run():
 @needs_build
 def test_gpu_checks_names_an_unknown_first_gpu_test(cpu_kit, tmp_path):
     env = stand_in_gpu_env(tmp_path)
-    run = subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_checks.sh"), str(cpu_kit[0]),
+    run = subprocess.run(["bash", os.path.join(REPO, "scripts", "gpu_checks.sh"), str(cpu_kit[0]),
                           "--sections", "suite", "--gpu-tests-from", "Nope.Test"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 1

@@ -36,7 +36,7 @@ from gencaffe.patch_export import apply_generative_loss as receiver  # noqa: E40
 from gencaffe.patch_export import export as exporter  # noqa: E402
 
 EXPORT = os.path.join(REPO, "tools", "export_patch.py")
-FETCH = os.path.join(REPO, "tools", "fetch_upstream.sh")
+FETCH = os.path.join(REPO, "scripts", "fetch_upstream.sh")
 BUILD_FIX = os.path.join(REPO, "caffe", "patches", "protobuf-total-bytes-limit.patch")
 NEW_FILES = exporter.LAYER_FILES + exporter.TEST_FILES
 JOBS = str(os.cpu_count() or 2)

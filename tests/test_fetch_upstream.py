@@ -12,14 +12,14 @@ import subprocess
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FETCH = os.path.join(REPO, "tools", "fetch_upstream.sh")
-PREPARE = os.path.join(REPO, "tools", "prepare_source.sh")
+FETCH = os.path.join(REPO, "scripts", "fetch_upstream.sh")
+PREPARE = os.path.join(REPO, "scripts", "prepare_source.sh")
 UNREACHABLE = "http://127.0.0.1:9/debian"  # discard port: connection refused
 
 
 def upstream_env():
     values = {}
-    with open(os.path.join(REPO, "tools", "upstream.env")) as f:
+    with open(os.path.join(REPO, "scripts", "upstream.env")) as f:
         for line in f:
             if "=" in line and not line.startswith("#"):
                 key, value = line.strip().split("=", 1)
@@ -81,13 +81,13 @@ def test_overlay_may_not_replace_an_upstream_file(tmp_path):
     if not os.path.exists(os.path.join(real_cache, pin["UPSTREAM_DSC"])):
         pytest.skip("no verified upstream download cached on this machine")
     repo = tmp_path / "repo"
-    shutil.copytree(os.path.join(REPO, "tools"), repo / "tools")
+    shutil.copytree(os.path.join(REPO, "scripts"), repo / "scripts")
     shutil.copytree(os.path.join(REPO, "caffe", "patches"), repo / "caffe" / "patches")
     shadow = repo / "caffe" / "src" / "caffe" / "net.cpp"
     shadow.parent.mkdir(parents=True)
     shadow.write_text("// not upstream\n")
     env = dict(os.environ, CAFFE_UPSTREAM_CACHE=real_cache)
-    proc = subprocess.run([str(repo / "tools" / "prepare_source.sh"), str(tmp_path / "src")],
+    proc = subprocess.run([str(repo / "scripts" / "prepare_source.sh"), str(tmp_path / "src")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
     assert "caffe/src/caffe/net.cpp would replace the upstream file" in proc.stderr

@@ -106,7 +106,7 @@ class Source(object):
 
 def read_pin(repo):
     values = {}
-    with open(os.path.join(repo, "tools", "upstream.env")) as f:
+    with open(os.path.join(repo, "scripts", "upstream.env")) as f:
         for line in f:
             line = line.strip()
             if "=" in line and not line.startswith("#"):
@@ -122,9 +122,9 @@ def upstream_cache(repo):
 
 
 def fetch_upstream(repo, cache):
-    """Runs tools/fetch_upstream.sh (a no-op when the cache is verified);
+    """Runs scripts/fetch_upstream.sh (a no-op when the cache is verified);
     returns the orig tarball's path."""
-    p = subprocess.run([os.path.join(repo, "tools", "fetch_upstream.sh"), cache],
+    p = subprocess.run([os.path.join(repo, "scripts", "fetch_upstream.sh"), cache],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if p.returncode != 0:
         raise ExportError("the pinned upstream Caffe could not be fetched (the series is made "

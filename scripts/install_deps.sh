@@ -4,7 +4,7 @@
 # Python packages of requirements.txt for the given interpreter.
 # Idempotent: packages already present are not touched and apt-get update is
 # skipped when nothing is missing.
-#   tools/install_deps.sh [PYTHON]
+#   scripts/install_deps.sh [PYTHON]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 python=${1:-python3}

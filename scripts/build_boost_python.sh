@@ -4,11 +4,11 @@
 # no libboost_python for that Python (bookworm has 3.11 only; the lent GPU
 # machines run 3.12). pycaffe links it.
 #
-#   tools/build_boost_python.sh PYTHON OUT_DIR
+#   scripts/build_boost_python.sh PYTHON OUT_DIR
 #
 # Writes OUT_DIR/libboost_pythonXY.so.1.74.0 (and the .so link); a second run
 # with the same inputs is a no-op. The source is fetched as the Caffe sources
-# are (tools/fetch_upstream.sh with tools/boost.env: apt-get source, sha256
+# are (scripts/fetch_upstream.sh with scripts/boost.env: apt-get source, sha256
 # checked before use) and cached in ~/.cache/generative-caffe/boost
 # ($BOOST_SOURCE_CACHE to move it).
 set -euo pipefail

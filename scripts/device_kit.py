@@ -18,7 +18,7 @@ library closures are large) and this tool packs, into one .tar.xz:
                                      the same major version)
   python/caffe/                      pycaffe, its _caffe.so compiled here for
                                      the machine's Python (--python; Boost.Python
-                                     for it built by tools/build_boost_python.sh)
+                                     for it built by scripts/build_boost_python.sh)
   wheels/                            Python wheels the machine lacks (--wheel)
   payload/                           extra files to carry (--add NAME=PATH)
   src/                               the test data upstream's tests read, at
@@ -26,7 +26,7 @@ library closures are large) and this tool packs, into one .tar.xz:
   manifest.json                      the absolute source path the tests were
                                      compiled with, CUDA version, Python, sizes
 
-tools/gpu_checks.sh unpacks it there and runs the checks.
+scripts/gpu_checks.sh unpacks it there and runs the checks.
 """
 import argparse
 import json
@@ -371,7 +371,7 @@ def main(argv=None):
           f"unpacked), {len(manifest['bundled_libraries'])} libraries, pycaffe for Python "
           f"{manifest['python'] or '-'}; needs CUDA {manifest['cuda_version']} there: "
           f"{', '.join(manifest['cuda_libraries_needed'])}")
-    print(f"on the GPU machine: carry {args.out} and run `bash tools/gpu_checks.sh {args.out}`")
+    print(f"on the GPU machine: carry {args.out} and run `bash scripts/gpu_checks.sh {args.out}`")
     return 0
 
 

@@ -26,7 +26,7 @@ calibration row per net (--perturb) shows the CPU's own jump for an input
 change of about the GPU's rounding.
 Writes a markdown table (--out) and exits 1 if any comparison fails.
 
-  tools/check_engines.py --gpu 0 [--nets lenet,alexnet,zf] [--batch 4] [--perturb 1e-6]
+  scripts/check_engines.py --gpu 0 [--nets lenet,alexnet,zf] [--batch 4] [--perturb 1e-6]
                          [--out FILE]
 """
 import argparse

@@ -2,7 +2,7 @@
 # Download the pinned upstream Caffe (Debian's source package) into a cache,
 # verifying every file's sha256 before it is used.
 #
-#   tools/fetch_upstream.sh [CACHE_DIR]
+#   scripts/fetch_upstream.sh [CACHE_DIR]
 #
 # UPSTREAM_PIN=FILE fetches another pinned source package the same way (its
 # pin file sets the same UPSTREAM_* names as upstream.env; see boost.env).

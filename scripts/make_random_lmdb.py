@@ -3,7 +3,7 @@
 height x width, labels uniform in [0, classes)) for data-layer benchmarks
 (tools/bench_nets.py's LMDB input). Not training data: the pixels are noise.
 
-  tools/make_random_lmdb.py OUT_DIR [--count 1024] [--size 256] [--classes 1000]
+  scripts/make_random_lmdb.py OUT_DIR [--count 1024] [--size 256] [--classes 1000]
 
 Written under a temporary name and renamed when complete. Needs the Python
 packages lmdb and protobuf and Caffe's caffe_pb2.py (found in pycaffe, or

@@ -4,7 +4,7 @@
 # but none of Caffe's other libraries (the lent GPU machines).
 #
 #   here:   make device-kit                      -> .device-kit/kit.tar.xz
-#   there:  bash tools/gpu_checks.sh [KIT_DIR] [--sections LIST] [--jobs N]
+#   there:  bash scripts/gpu_checks.sh [KIT_DIR] [--sections LIST] [--jobs N]
 #               [--suite-timeout S] [--cpu-tests-only] [--gpu-tests-from TEST]
 #               [--bench-repeats N]
 #               [--mnist-seeds LIST] [--mnist-timeout S]
@@ -23,7 +23,7 @@
 #            counts as failed. --cpu-tests-only skips the GPU part;
 #            --gpu-tests-from TEST runs the GPU part from TEST on (in the
 #            binary's order: the rest of a run that stopped at TEST).
-#   engines  tools/check_engines.py: LeNet, AlexNet, ZF on the GPU with Caffe's
+#   engines  scripts/check_engines.py: LeNet, AlexNet, ZF on the GPU with Caffe's
 #            own CUDA layers and with cuDNN against the CPU (pycaffe)
 #   bench    tools/bench_generative_loss.py (the loss layers, caffe time) and
 #            tools/bench_nets.py --run on the kit's payload/bench_nets (GG vs DG
@@ -140,7 +140,7 @@ fi
 
 section_env() {
   section env
-  bash "$repo/tools/machine_report.sh" > "$out/environment.txt" 2>&1
+  bash "$repo/scripts/machine_report.sh" > "$out/environment.txt" 2>&1
   echo "written: environment.txt"
 }
 
@@ -154,11 +154,11 @@ section_gen() {
 }
 
 section_suite() {
-  gpu_filter=$(python3 "$repo/tools/run_tests.py" --print-gpu-filter)   # the rest run on CPU
+  gpu_filter=$(python3 "$repo/scripts/run_tests.py" --print-gpu-filter)   # the rest run on CPU
   cpu_filter="-$gpu_filter"
   if [ -n "$gpu_from" ]; then
     gpu_filter=$("$work/test.testbin" --gtest_list_tests --gtest_filter="$gpu_filter" 2>/dev/null \
-      | python3 "$repo/tools/run_tests.py" --tests-from "$gpu_from") \
+      | python3 "$repo/scripts/run_tests.py" --tests-from "$gpu_from") \
       || { fail "--gpu-tests-from: $gpu_from is not a GPU test of this binary"; return; }
     echo "GPU part: $(tr ':' '\n' <<< "$gpu_filter" | wc -l) tests, from $gpu_from on"
   fi
@@ -180,7 +180,7 @@ section_suite() {
   echo "suite: $(( $(date +%s) - t0 )) s"
   cat "$out"/gtest_cpu_*.log > "$out/gtest_cpu.log" && rm -f "$out"/gtest_cpu_*.log
   grep -hE '^\[  FAILED  \] [A-Za-z]' "$out"/gtest_*.log | sort -u | head -40
-  python3 "$repo/tools/run_tests.py" --sum-junit "${reports[@]}" | tee "$out/gtest_suite_summary.txt" \
+  python3 "$repo/scripts/run_tests.py" --sum-junit "${reports[@]}" | tee "$out/gtest_suite_summary.txt" \
     || fail "gtest suite"
   if [ $cpu_only = 0 ] && [ ! -f "$out/gtest_gpu.xml" ]; then   # stopped: what its log shows
     echo "GPU part stopped before its report: $(grep -c '^\[       OK \]' "$out/gtest_gpu.log") tests OK," \
@@ -192,7 +192,7 @@ section_suite() {
 section_engines() {
   section "engines: CPU vs GPU Caffe vs GPU cuDNN"
   if [ $pycaffe_ok = 1 ]; then
-    py tools/check_engines.py --gpu 0 --out "$out/check_engines.md" || fail "check_engines"
+    py scripts/check_engines.py --gpu 0 --out "$out/check_engines.md" || fail "check_engines"
   else
     fail "check_engines needs pycaffe"
   fi
@@ -206,7 +206,7 @@ section_bench() {
     lmdb_source=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("lmdb_source") or "")' \
       "$kit/payload/bench_nets/plan.json")
     if [ -n "$lmdb_source" ]; then
-      py tools/make_random_lmdb.py "$lmdb_source" --count 1280 || fail "make_random_lmdb"
+      py scripts/make_random_lmdb.py "$lmdb_source" --count 1280 || fail "make_random_lmdb"
     fi
     section "bench: whole nets and training throughput"
     py tools/bench_nets.py --run "$kit/payload/bench_nets" --caffe "$work/caffe" --gpu 0 \

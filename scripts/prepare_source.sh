@@ -3,7 +3,7 @@
 #   pinned upstream (verified) + Debian's patch series + caffe/patches/series
 #   + our overlay (every file under caffe/ except patches/, linked in place).
 #
-#   tools/prepare_source.sh DEST_DIR
+#   scripts/prepare_source.sh DEST_DIR
 #
 # The patched tree is rebuilt only when the upstream checksums or our patches
 # change; it is assembled in a temporary directory and renamed into place, so

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a machine has that Caffe's GPU path depends on: GPU, driver, CUDA,
 # cuDNN and NCCL (toolkit or Python wheels), C++ runtime, Python and its
-# numpy/protobuf. Prints plain text; used by tools/gpu_checks.sh (-> $OUT/environment.txt).
+# numpy/protobuf. Prints plain text; used by scripts/gpu_checks.sh (-> $OUT/environment.txt).
 set -u
 section() { printf '\n== %s\n' "$1"; }
 section "machine"
