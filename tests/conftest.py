@@ -12,6 +12,8 @@ BUILD = os.environ.get("CAFFE_BUILD_DIR", os.path.join(REPO, "build", "cpu"))
 for path in (os.path.join(BUILD, "caffe-src", "python"), os.path.join(REPO, "python")):
     if os.path.isdir(path) and path not in sys.path:
         sys.path.insert(0, path)
+# last, for tests that load a tool by its path: a tool's first import is tools/repo_paths.py
+sys.path.append(os.path.join(REPO, "tools"))
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Caffe's INFO logs out of test output
 

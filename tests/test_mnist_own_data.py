@@ -17,7 +17,7 @@ pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built (solver c
 from gencaffe import solver_config  # noqa: E402
 from gencaffe.data import datum_check  # noqa: E402
 from gencaffe.data import mnist as mnist_data  # noqa: E402
-from gencaffe.experiments import mnist_report, mnist_runs  # noqa: E402
+from gencaffe.experiments import mnist_cli, mnist_report, mnist_runs  # noqa: E402
 from test_idx_data import make_set  # noqa: E402
 from test_reproduce_mnist import REPO, call_lines, make_fake_caffe, sandbox, write_lmdbs  # noqa: E402,F401
 
@@ -217,7 +217,7 @@ def test_runner_refuses_mismatched_data_before_creating_anything(tmp_path, monke
 def test_default_runs_dir_keeps_other_data_and_schedules_apart(tmp_path):
     cli = load_runner_cli()
     write_lmdbs(tmp_path / "fashion")
-    settings_for = lambda *argv: cli.make_settings(cli.parse_args(list(argv)))
+    settings_for = lambda *argv: mnist_cli.make_settings(cli.parse_args(list(argv)), REPO)
     data = ["--data-dir", str(tmp_path / "fashion")]
     assert settings_for(*data).runs_dir == "runs/fashion"
     assert settings_for(*data, "--epochs", "10", "--gg-epochs", "6").runs_dir == "runs/fashion_e10g6"
@@ -225,7 +225,7 @@ def test_default_runs_dir_keeps_other_data_and_schedules_apart(tmp_path):
     assert settings_for(*data, "--name", "fm", "--epochs", "20").runs_dir == "runs/fm_e20g13"
     assert settings_for(*data, "--gg-epochs", "10").runs_dir == "runs/fashion_e25g10"
     args = cli.parse_args(data)
-    cli.make_settings(args)
+    mnist_cli.make_settings(args, REPO)
     assert args.results_dir == "runs/fashion"         # results/ is MNIST's only
     explicit = settings_for(*data, "--runs-dir", str(tmp_path / "mine"))
     assert explicit.runs_dir == str(tmp_path / "mine")
@@ -236,8 +236,8 @@ def test_default_runs_dir_keeps_other_data_and_schedules_apart(tmp_path):
 def test_epochs_scale_is_deprecated_and_says_what_it_does(tmp_path, capsys):
     cli = load_runner_cli()
     write_lmdbs(tmp_path / "d", train=640)           # an epoch of 10 iterations
-    settings = cli.make_settings(cli.parse_args(["--data-dir", str(tmp_path / "d"),
-                                                 "--epochs-scale", "0.3"]))
+    args = cli.parse_args(["--data-dir", str(tmp_path / "d"), "--epochs-scale", "0.3"])
+    settings = mnist_cli.make_settings(args, REPO)
     assert settings.epoch_iterations == 3 and settings.total_epochs == 25
     out = capsys.readouterr().out
     assert "--epochs-scale is deprecated: it shortens each epoch (here to 3 iterations), it does " \
@@ -254,11 +254,11 @@ def test_switch_rule_default_and_the_ess_shorthand(sandbox):
     cli = load_runner_cli()
     base = ["--data-dir", os.path.join(settings.repo, "data", "mnist"),
             "--caffe", settings.caffe]
-    assert cli.make_settings(cli.parse_args(base)).switch_rule == \
+    assert mnist_cli.make_settings(cli.parse_args(base), REPO).switch_rule == \
         mnist_runs.DEFAULT_SWITCH_RULE == "cross_weight~0.002/2"
-    assert cli.make_settings(cli.parse_args(base + ["--ess-threshold", "0.15"])).switch_rule \
-        == "ess<0.15"
+    shorthand = cli.parse_args(base + ["--ess-threshold", "0.15"])
+    assert mnist_cli.make_settings(shorthand, REPO).switch_rule == "ess<0.15"
     with pytest.raises(SystemExit):
         cli.parse_args(base + ["--ess-threshold", "0.15", "--switch-rule", "ess<0.2"])
     with pytest.raises(ValueError, match="criterion 'loss<1'"):
-        cli.make_settings(cli.parse_args(base + ["--switch-rule", "loss<1"]))
+        mnist_cli.make_settings(cli.parse_args(base + ["--switch-rule", "loss<1"]), REPO)

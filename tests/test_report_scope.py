@@ -2,7 +2,6 @@
 (caffe_runs.report_scope and friends), and the command a report names
 (cli_args.int_list_text, with_options)."""
 import argparse
-import importlib.util
 import os
 
 import pytest
@@ -47,22 +46,16 @@ def test_report_scope_widens_by_the_runs_on_disk(tmp_path):
 
 
 def test_semi_report_scope_widens_ks_seeds_and_approaches(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_semi", os.path.join(REPO, "tools", "reproduce_semi.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from gencaffe.experiments import semi_cli
     make_runs(tmp_path, ["k100/seed1/dg", "k100/seed2/semi_gg", "k600/seed1/semi_gg_dg"])
     asked = argparse.Namespace(ks=[3000], seeds=[3], approaches=["semi_gg"])
-    assert tool.report_scope(str(tmp_path), asked) == (
+    assert semi_cli.report_scope(str(tmp_path), asked) == (
         [100, 600, 3000], [1, 2, 3], ["dg", "semi_gg", "semi_gg_dg"])
 
 
 def test_imagenet_smoke_report_scope_widens_archs_and_approaches(tmp_path):
     import dataclasses
-    spec = importlib.util.spec_from_file_location(
-        "imagenet_smoke_tool", os.path.join(REPO, "tools", "imagenet_smoke.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from gencaffe.experiments import imagenet_smoke_cli
 
     @dataclasses.dataclass
     class Settings:
@@ -71,7 +64,8 @@ def test_imagenet_smoke_report_scope_widens_archs_and_approaches(tmp_path):
 
     make_runs(tmp_path, ["alexnet/dg", "alexnet/gg_dg/stage1"])
     asked = argparse.Namespace(runs_dir=str(tmp_path), archs=["zf"], approaches=["gg"])
-    settings, command = tool.report_scope(Settings(["zf"], ["gg"]), asked,
-                                          ["--archs", "zf", "--approaches", "gg", "--jobs", "2"])
+    settings, command = imagenet_smoke_cli.report_scope(
+        Settings(["zf"], ["gg"]), asked, ["--archs", "zf", "--approaches", "gg", "--jobs", "2"],
+        REPO)
     assert (settings.archs, settings.approaches) == (["alexnet", "zf"], ["dg", "gg", "gg_dg"])
     assert command == "python3 tools/imagenet_smoke.py --jobs 2"

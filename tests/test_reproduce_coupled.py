@@ -24,11 +24,14 @@ PER_EPOCH = 2   # iterations per "epoch" in these runs
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
-    """A repo copy with the committed solvers/models, empty LMDB folders and a fake caffe."""
+    """A repo copy with the committed solvers/models, empty LMDBs (a folder with
+    an empty data.mdb: the runners check for that file) and a fake caffe."""
     for folder in ("solvers", "models"):
         shutil.copytree(os.path.join(REPO, folder), tmp_path / folder)
     for split in ("train", "test"):
-        (tmp_path / "data" / "mnist" / ("mnist_%s_lmdb" % split)).mkdir(parents=True)
+        db = tmp_path / "data" / "mnist" / ("mnist_%s_lmdb" % split)
+        db.mkdir(parents=True)
+        (db / "data.mdb").write_bytes(b"")
     caffe = tmp_path / "caffe"
     caffe.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKE_CAFFE))
     caffe.chmod(caffe.stat().st_mode | stat.S_IEXEC)

@@ -30,8 +30,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe.atomic_io import atomic_write  # noqa: E402
 SHAPES = [(64, 10), (256, 1000), (1024, 1000)]

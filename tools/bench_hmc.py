@@ -27,8 +27,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe.pycaffe_path import add_build_pycaffe  # noqa: E402
 add_build_pycaffe(REPO)
 os.environ.setdefault("GLOG_minloglevel", "2")

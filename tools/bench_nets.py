@@ -36,8 +36,7 @@ import statistics
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 PAPER_BATCH = {"lenet": 64, "alexnet": 256, "zf": 256}
 THROUGHPUT_ARCH = "alexnet"

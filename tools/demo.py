@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from repo_paths import LIBRARY, REPO  # noqa: E402  (python/ on sys.path)
 
 
 def parse_args(argv=None):
@@ -56,8 +56,9 @@ def main(argv=None):
     caffe_bin = os.path.join(build, "caffe", "tools", "caffe")
     if not os.path.exists(caffe_bin):
         sys.exit(f"demo: {caffe_bin} not found: build first (`make demo` does).")
-    python_path = [os.path.join(build, "caffe-src", "python"), os.path.join(REPO, "python")]
-    sys.path[:0] = python_path
+    # the build given first, also for the HMC subprocess below
+    python_path = [os.path.join(build, "caffe-src", "python"), LIBRARY]
+    sys.path[:0] = python_path[:1]
     from gencaffe.data import mnist as mnist_data
     from gencaffe.experiments import mnist_runs
     out = args.out_dir

@@ -13,15 +13,14 @@ Writes into OUT (default dist/generative-loss-patch/, replaced atomically):
 Everything is generated from this repository: the layer's files under caffe/
 and caffe/patches/generative-loss-param.patch, at a git revision (default
 HEAD; --worktree for uncommitted edits), on top of the pinned upstream's own
-caffe.proto (tools/fetch_upstream.sh: a no-op once cached and verified). The
+caffe.proto (scripts/fetch_upstream.sh: a no-op once cached and verified). The
 same revision gives byte-identical output.
 """
 import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe.patch_export import export  # noqa: E402
 
@@ -39,7 +38,7 @@ def parse_args(argv=None):
                              "(for trying uncommitted edits)")
     parser.add_argument("--cache-dir", default=None,
                         help="the verified upstream download (default: $CAFFE_UPSTREAM_CACHE or "
-                             "~/.cache/generative-caffe/upstream, as tools/fetch_upstream.sh)")
+                             "~/.cache/generative-caffe/upstream, as scripts/fetch_upstream.sh)")
     return parser.parse_args(argv)
 
 

@@ -39,8 +39,7 @@ import os
 import re
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress  # noqa: E402
 from gencaffe.data import imagenet, imagenet_sources  # noqa: E402

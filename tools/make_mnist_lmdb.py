@@ -26,8 +26,7 @@ import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import pycaffe_path  # noqa: E402
 from gencaffe.data import idx  # noqa: E402

@@ -27,8 +27,7 @@ import os
 import sys
 from dataclasses import replace
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import pycaffe_path  # noqa: E402
 
 

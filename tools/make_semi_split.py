@@ -33,11 +33,9 @@ options does nothing. Exit status 0 done or up to date, 1 bad request or input
 (message on stderr, the output folder unchanged).
 """
 import argparse
-import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import progress, pycaffe_path  # noqa: E402
 
 

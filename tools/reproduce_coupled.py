@@ -23,16 +23,14 @@ import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 # pycaffe (the report's sampler) quiet; the trainings' own logs are set by caffe_runs
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import (choice_list, int_list, log, positive_int,  # noqa: E402
-                                report_command)
+from gencaffe.cli_args import choice_list, int_list, positive_int  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
-from gencaffe.experiments import caffe_runs, coupled_runs  # noqa: E402
+from gencaffe.experiments import coupled_cli, coupled_runs, runner_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -57,36 +55,18 @@ def parse_args(argv=None):
                         help="smoke runs only: iterations per 'epoch' instead of "
                              "ceil(60000 / batch 32) = 1875 (the test pass stays the full 10k "
                              "images); such runs go to their own runs dir")
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="caffe trainings at once (default: 1)")
-    parser.add_argument("--threads-per-job", type=positive_int, default=1,
-                        help="OMP/OpenBLAS threads per caffe process (default: 1)")
-    parser.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools",
-                                                        "caffe"),
-                        help="caffe binary (default: %(default)s)")
-    parser.add_argument("--gpu", type=int, metavar="ID",
-                        help="train on this GPU (caffe train -gpu ID; needs a CUDA build)")
     parser.add_argument("--data-dir", default=coupled_runs.DEFAULT_DATA_DIR,
                         help="folder with mnist_train_lmdb and mnist_test_lmdb, relative to the "
                              "repo root or absolute (default: %(default)s)")
-    parser.add_argument("--runs-dir",
-                        help="run outputs, relative to the repo root (default: %s, or a "
-                             "smoke-run folder beside it with --epoch-iterations)"
-                             % coupled_runs.DEFAULT_RUNS_DIR)
-    parser.add_argument("--results-dir",
-                        help="where coupled_mnist.md, the curves and sample grids go, relative "
-                             "to the repo root (default: results, or the runs dir for smoke "
-                             "runs)")
     parser.add_argument("--no-samples", action="store_true",
                         help="leave the sample grids out of the report (they need pycaffe)")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="restart a failed caffe run this many more times (default: "
-                             "%(default)s)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing; rebuild the report from finished runs")
-    parser.add_argument("--progress-every", type=float, default=120.0,
-                        help="seconds between progress lines of a running training "
-                             "(default: %(default)s)")
+    runner_cli.add_running_options(
+        parser, REPO,
+        runs_dir_help="default %s, or a smoke-run folder beside it with --epoch-iterations"
+                      % coupled_runs.DEFAULT_RUNS_DIR,
+        results_dir=None,
+        results_dir_help="where coupled_mnist.md, the curves and sample grids go (default "
+                         "results, or the runs dir for smoke runs)")
     args = parser.parse_args(argv)
     smoke = args.epoch_iterations is not None
     if args.runs_dir is None:
@@ -98,53 +78,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    settings = coupled_runs.Settings(
-        repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
-        data_dir=args.data_dir, epochs=args.epochs, epoch_iterations=args.epoch_iterations,
-        progress_every_s=args.progress_every, log=log, threads_per_job=args.threads_per_job,
-        retries=args.retries, gpu=args.gpu)
-    results_dir = os.path.join(REPO, args.results_dir)
-
-    def report():
-        from gencaffe.experiments import coupled_report
-        # every arm and seed with runs on disk, not only this command's; the
-        # report names the training command that covers them all
-        arms, seeds = caffe_runs.report_scope(os.path.join(REPO, args.runs_dir), args.arms,
-                                              list(coupled_runs.ARMS), args.seeds)
-        command = report_command("tools/reproduce_coupled.py", argv, {
-            "--seeds": (seeds, args.seeds, None),
-            "--arms": (arms, args.arms, list(coupled_runs.ARMS))})
-        try:
-            path = coupled_report.write_report(settings, arms, seeds, results_dir,
-                                               command, samples=not args.no_samples)
-            log("report -> %s" % path)
-        except Exception as err:  # a report problem must not stop the trainings
-            log("report failed: %s: %s" % (type(err).__name__, err))
-
-    if args.report_only:
-        report()
-        return 0
-    pycaffe_path.require_caffe_pb2()
-    if not os.access(settings.caffe, os.X_OK):
-        log("error: no caffe binary at %s (build first, or pass --caffe)" % settings.caffe)
-        return 2
-    for db in (settings.lmdb("train"), settings.lmdb("test")):
-        if not os.path.isdir(os.path.join(REPO, db)):
-            log("error: %s missing; run tools/make_mnist_lmdb.py first (or give --data-dir)" % db)
-            return 2
-
-    runner = coupled_runs.Runner(settings)
-    if args.order == "arm":
-        pairs = [(a, s) for a in args.arms for s in args.seeds]
-    else:
-        pairs = [(a, s) for s in args.seeds for a in args.arms]
-    log("plan: %d arm-seeds, %d job(s), runs in %s" % (len(pairs), args.jobs, args.runs_dir))
-    # a worker takes the next task only when one is free: the order holds.
-    # Ctrl-C or SIGTERM stops the driver and its caffe processes (caffe_runs.drive)
-    tasks = [("%s seed%d" % (a, s), (lambda a=a, s=s: runner.run_arm(a, s))) for a, s in pairs]
-    failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
-    return caffe_runs.exit_status(failures, log, "arm-seed(s)")
+    return coupled_cli.run(parse_args(argv), argv, REPO)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,12 @@ import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import choice_list, int_list, log, report_command  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)  # caffe_pb2, for reading/writing solvers
-from gencaffe.experiments import caffe_runs, mnist_report, mnist_runs  # noqa: E402
+from gencaffe.experiments import mnist_cli, mnist_runs, runner_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -61,20 +60,10 @@ def parse_args(argv=None):
                         help="deprecated: it shortened each epoch to S x (a pass over the train "
                              "LMDB), not the number of epochs; use --epoch-iterations N for a "
                              "smoke run, --epochs/--gg-epochs for fewer epochs")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="how many caffe trainings at once (default: 1); each uses "
-                             "--threads-per-job BLAS/OpenMP threads")
-    parser.add_argument("--threads-per-job", type=int, default=1,
-                        help="OMP/OpenBLAS threads per caffe process (default: 1)")
     parser.add_argument("--order", choices=("seed", "approach"), default="seed",
                         help="with few jobs, what finishes first: 'seed' = all approaches of seed 1, "
                              "then seed 2, ...; 'approach' = every seed of the first listed "
                              "approach, then the next (default: %(default)s)")
-    parser.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools", "caffe"),
-                        help="caffe binary (default: %(default)s)")
-    parser.add_argument("--gpu", type=int, metavar="ID",
-                        help="train on this GPU (caffe train -gpu ID; needs a CUDA build) "
-                             "instead of the CPU; the table names the device of each run")
     parser.add_argument("--data-dir", default=None,
                         help="folder with mnist_train_lmdb and mnist_test_lmdb, as "
                              "tools/make_mnist_lmdb.py writes them (default: %s); each run writes "
@@ -101,146 +90,22 @@ def parse_args(argv=None):
                              "top 1) below T, Sec. 4.2 taken literally and this runner's rule before "
                              "the sweep (with T = 0.15). It falls to ~1/C within the first epoch, so "
                              "it switches after epoch 1, the worst point of the sweep")
-    parser.add_argument("--runs-dir", default=None,
-                        help="run outputs (default: REPO/runs/mnist for the paper's setup; "
-                             "otherwise REPO/runs/<name>[_e<epochs>g<gg epochs>][_c<classes>]"
-                             "[_smoke<N>], so runs of other data or schedules never replace them)")
-    parser.add_argument("--results-dir", default=None,
-                        help="where mnist_table1.md and mnist_curves.png go (default: REPO/results "
-                             "for MNIST from data/mnist with the paper's schedule, else the runs "
-                             "dir)")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="restart a run whose caffe process failed this many more times before "
-                             "giving up on it (default: %(default)s); a second invocation of this "
-                             "tool retries failed runs anyway")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing; rebuild the table and curves from finished runs")
-    parser.add_argument("--progress-every", type=float, default=120.0,
-                        help="seconds between progress lines of a running training (default: 120)")
+    runner_cli.add_running_options(
+        parser, REPO,
+        runs_dir_help="default runs/mnist for the paper's setup, otherwise "
+                      "runs/<name>[_e<epochs>g<gg epochs>][_c<classes>][_smoke<N>], so that runs "
+                      "of other data or schedules never replace them",
+        results_dir=None,
+        results_dir_help="where mnist_table1.md and mnist_curves.png go (default results for "
+                         "MNIST from data/mnist with the paper's schedule, else the runs dir)")
     args = parser.parse_args(argv)
     if args.epochs_scale is not None and args.epoch_iterations is not None:
         parser.error("--epochs-scale is the old spelling of --epoch-iterations; give one")
     return args
 
 
-def repo_path(path):
-    """A command-line path (relative to the current directory) as the runner
-    keeps it: relative to the repo when inside it (run specs then do not depend
-    on where the repo is), else absolute."""
-    absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute, REPO)
-    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
-
-
-def data_name(args):
-    if args.name:
-        return args.name
-    if args.train_lmdb:
-        parent = os.path.basename(os.path.dirname(os.path.abspath(args.train_lmdb)))
-        return parent or os.path.basename(os.path.abspath(args.train_lmdb))
-    return os.path.basename(os.path.abspath(args.data_dir)) if args.data_dir else "mnist"
-
-
-def default_runs_tag(args, settings):
-    tag = data_name(args)
-    if (settings.total_epochs, settings.stage1_epochs()) != (mnist_runs.TOTAL_EPOCHS, 16):
-        tag += "_e%dg%d" % (settings.total_epochs, settings.stage1_epochs())
-    if settings.num_classes != 10:
-        tag += "_c%d" % settings.num_classes
-    if settings.smoke:
-        tag += "_smoke%d" % settings.epoch_iterations
-    return tag
-
-
-def make_settings(args):
-    """Settings from the arguments; the data is scanned (and checked) here, before
-    anything is written. Raises ValueError with a message for the user."""
-    settings = mnist_runs.Settings(
-        repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir="", total_epochs=args.epochs,
-        gg_epochs=args.gg_epochs, epoch_iterations=args.epoch_iterations,
-        switch_rule=(args.switch_rule if args.ess_threshold is None
-                     else "ess<%g" % args.ess_threshold),
-        progress_every_s=args.progress_every, log=log,
-        threads_per_job=args.threads_per_job, retries=args.retries, gpu=args.gpu,
-        data_dir=repo_path(args.data_dir) if args.data_dir else mnist_runs.DEFAULT_DATA_DIR,
-        train_lmdb=repo_path(args.train_lmdb) if args.train_lmdb else None,
-        test_lmdb=repo_path(args.test_lmdb) if args.test_lmdb else None,
-        num_classes=args.num_classes)
-    if args.epochs_scale is not None:
-        if args.epochs_scale <= 0:
-            raise ValueError("--epochs-scale must be positive")
-        settings.epoch_iterations = max(1, int(round(settings.data_iterations_per_epoch
-                                                     * args.epochs_scale)))
-        log("warning: --epochs-scale is deprecated: it shortens each epoch (here to %d "
-            "iterations), it does not change the number of epochs. Same run: --epoch-iterations "
-            "%d; fewer epochs: --epochs N --gg-epochs K"
-            % (settings.epoch_iterations, settings.epoch_iterations))
-    settings.switch_criterion()  # a bad --switch-rule: ValueError naming the forms
-    settings.check(args.approaches)
-    default_data = not (args.data_dir or args.train_lmdb or args.test_lmdb)
-    tag = default_runs_tag(args, settings)
-    settings.runs_dir = repo_path(args.runs_dir) if args.runs_dir else os.path.join("runs", tag)
-    if args.results_dir:
-        args.results_dir = repo_path(args.results_dir)
-    else:
-        args.results_dir = "results" if default_data and tag == "mnist" else settings.runs_dir
-    return settings
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    pycaffe_path.require_caffe_pb2()
-    try:
-        settings = make_settings(args)
-    except ValueError as err:  # a bad schedule, or data that do not fit LeNet
-        log("error: %s" % str(err).replace("\n", "\nerror: "))
-        if "does not exist" in str(err) and not (args.data_dir or args.train_lmdb):
-            log("(make MNIST's LMDBs with tools/make_mnist_lmdb.py, or give --data-dir)")
-        return 2
-    table_path = os.path.join(REPO, args.results_dir, "mnist_table1.md")
-    curves_path = os.path.join(REPO, args.results_dir, "mnist_curves.png")
-
-    def report():
-        # every approach and seed with runs on disk, not only this command's;
-        # the report names the training command that covers them all
-        approaches, seeds = caffe_runs.report_scope(
-            os.path.join(REPO, settings.runs_dir), args.approaches, mnist_runs.APPROACHES,
-            args.seeds)
-        command = report_command("tools/reproduce_mnist.py", argv, {
-            "--seeds": (seeds, args.seeds, None),
-            "--approaches": (approaches, args.approaches, None)})
-        results = mnist_report.write_report(settings, approaches, seeds, table_path,
-                                            curves_path, command)
-        finished = sum(r.complete for rs in results.values() for r in rs)
-        log("report: %d/%d approach-seeds finished -> %s, %s" % (
-            finished, len(approaches) * len(seeds), table_path, curves_path))
-
-    if args.report_only:
-        report()
-        return 0
-    if not os.access(settings.caffe, os.X_OK):
-        log("error: no caffe binary at %s (build first, or pass --caffe)" % settings.caffe)
-        return 2
-    log("data: train %s (%d images), test %s (%d images); %d epochs of %d iterations%s%s" % (
-        settings.lmdb("train"), settings.data_summary("train").entries, settings.lmdb("test"),
-        settings.data_summary("test").entries, settings.total_epochs,
-        settings.iterations_per_epoch, " (smoke run)" if settings.smoke else "",
-        ", GG+DG switch after %d%s" % (
-            settings.stage1_epochs(), "" if args.gg_epochs is not None or settings.total_epochs
-            == mnist_runs.TOTAL_EPOCHS else " (the paper's 16 of 25, scaled)")
-        if "gg_dg" in args.approaches else ""))
-
-    runner = mnist_runs.Runner(settings)
-    if args.order == "seed":
-        pairs = [(approach, seed) for seed in args.seeds for approach in args.approaches]
-    else:
-        pairs = [(approach, seed) for approach in args.approaches for seed in args.seeds]
-    log("plan: %d approach-seeds, %d job(s), runs in %s" % (len(pairs), args.jobs, settings.runs_dir))
-    tasks = [("%s seed%d" % (approach, seed),
-              (lambda a=approach, s=seed: runner.run_approach(a, s))) for approach, seed in pairs]
-    # Ctrl-C or SIGTERM (e.g. `kill PID`) stops the driver and its caffe processes
-    failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
-    return caffe_runs.exit_status(failures, log, "approach-seed(s)")
+    return mnist_cli.run(parse_args(argv), argv, REPO)
 
 
 if __name__ == "__main__":

@@ -28,16 +28,15 @@ import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 # pycaffe (the diagnostics) logs every net it loads; the caffe trainings get
 # their own INFO log regardless (caffe_runs)
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import choice_list, int_list, log, report_command  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
-from gencaffe.experiments import caffe_runs, semi_report, semi_runs  # noqa: E402
+from gencaffe.experiments import runner_cli, semi_cli, semi_runs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -79,32 +78,19 @@ def parse_args(argv=None):
     p.add_argument("--evaluate-on", choices=("test", "holdout"), default="test",
                    help="'test': the 10,000 test images (default); 'holdout': the train images "
                         "after --pool, for choosing settings without the test set")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="how many caffe trainings at once (default: 1)")
-    p.add_argument("--threads-per-job", type=int, default=1,
-                   help="OMP/OpenBLAS threads per caffe process (default: 1)")
-    p.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools", "caffe"),
-                   help="caffe binary (default: %(default)s)")
-    p.add_argument("--gpu", type=int, metavar="ID", help="train on this GPU (caffe train -gpu ID)")
     p.add_argument("--data-dir", default="data/mnist",
                    help="folder with mnist_train_lmdb and mnist_test_lmdb (default: %(default)s)")
     p.add_argument("--splits-dir", default="data/mnist/semi_splits",
                    help="where the splits go, one folder per k and seed (default: %(default)s)")
-    p.add_argument("--runs-dir", default=None,
-                   help="run outputs (default: runs/mnist_semi, or runs/mnist_semi_<iterations> "
-                        "for a budget other than 3000, with _holdout for --evaluate-on holdout)")
-    p.add_argument("--results-dir", default="results",
-                   help="where mnist_semi.md and the PNGs go (default: %(default)s; the runs dir "
-                        "for --evaluate-on holdout)")
     p.add_argument("--diagnostic-batches", type=int, default=20,
                    help="mixed batches per semi_gg snapshot for the diagnostics (default: "
                         "%(default)s; 0 = no diagnostics)")
-    p.add_argument("--retries", type=int, default=1,
-                   help="restart a failed caffe run this many more times (default: %(default)s)")
-    p.add_argument("--report-only", action="store_true",
-                   help="train nothing; rebuild the table and plots from finished runs")
-    p.add_argument("--progress-every", type=float, default=120.0,
-                   help="seconds between progress lines of a running training (default: 120)")
+    runner_cli.add_running_options(
+        p, REPO,
+        runs_dir_help="default runs/mnist_semi, or runs/mnist_semi_<iterations> for a budget "
+                      "other than 3000, with _holdout for --evaluate-on holdout",
+        results_dir_help="where mnist_semi.md and the PNGs go (default %(default)s; the runs "
+                         "dir for --evaluate-on holdout)")
     args = p.parse_args(argv)
     if args.runs_dir is None:
         args.runs_dir = "runs/mnist_semi" + ("" if args.iterations == 3000
@@ -116,68 +102,8 @@ def parse_args(argv=None):
     return args
 
 
-def report_scope(runs_dir, args):
-    """(ks, seeds, approaches) the report covers: those asked for widened by
-    the runs on disk (runs_dir/k<k>/seed<N>/<approach>), so that a command run
-    on a subset does not drop earlier commands' results from the report."""
-    ks = caffe_runs.widened(args.ks, caffe_runs.numbered_folders(runs_dir, "k"))
-    seed_dirs = {k: os.path.join(runs_dir, "k%d" % k) for k in ks}
-    seeds = caffe_runs.widened(args.seeds, [seed for k in ks for seed in
-                                            caffe_runs.numbered_folders(seed_dirs[k], "seed")])
-    found = [a for a in semi_runs.APPROACHES for k in ks for seed in seeds
-             if os.path.isdir(os.path.join(seed_dirs[k], "seed%d" % seed, a))]
-    return ks, seeds, caffe_runs.widened(args.approaches, found, order=semi_runs.APPROACHES)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    settings = semi_runs.Settings(
-        repo=REPO, caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
-        data_dir=args.data_dir, splits_dir=args.splits_dir, iterations=args.iterations,
-        tests_per_run=args.tests_per_run, labelled_share=args.labelled_share,
-        unlabeled_weight=args.unlabeled_weight, uniform_prior=args.uniform_prior,
-        balanced=not args.uniform_subset, pool=args.pool or None, evaluate_on=args.evaluate_on,
-        log=log, progress_every_s=args.progress_every, threads_per_job=args.threads_per_job,
-        retries=args.retries, gpu=args.gpu)
-    paths = semi_report.ReportPaths.under(os.path.join(REPO, args.results_dir))
-
-    def report():
-        ks, seeds, approaches = report_scope(os.path.join(REPO, args.runs_dir), args)
-        command = report_command("tools/reproduce_semi.py", argv, {
-            "--ks": (ks, args.ks, None), "--seeds": (seeds, args.seeds, None),
-            "--approaches": (approaches, args.approaches, None)})
-        results = semi_report.write_report(settings, ks, seeds, approaches, paths,
-                                           command, diagnostic_batches=args.diagnostic_batches)
-        log("report: %d/%d runs finished -> %s" % (
-            sum(r.complete for r in results.values()), len(results), paths.table))
-
-    if args.report_only:
-        report()
-        return 0
-    pycaffe_path.require_caffe_pb2()
-    if not os.access(settings.caffe, os.X_OK):
-        log("error: no caffe binary at %s (build first, or pass --caffe)" % settings.caffe)
-        return 2
-    for db in (settings.train_lmdb(), settings.test_lmdb()):
-        if not os.path.isfile(os.path.join(settings.path(db), "data.mdb")):
-            log("error: %s missing; run tools/make_mnist_lmdb.py first (or give --data-dir)" % db)
-            return 2
-    try:
-        semi_runs.stage_split(REPO, settings.iterations)
-        semi_runs.snapshot_interval(settings)
-    except semi_runs.SemiError as err:
-        log("error: %s" % err)
-        return 2
-
-    runner = semi_runs.Runner(settings)
-    pairs = [(k, seed) for seed in args.seeds for k in args.ks]
-    log("plan: %d (k, seed) pairs x %s, %d iterations each, %d job(s), runs in %s"
-        % (len(pairs), ",".join(args.approaches), settings.iterations, args.jobs, args.runs_dir))
-    # Ctrl-C or SIGTERM stops the driver and its caffe processes (caffe_runs.drive)
-    tasks = [("k%d seed%d" % (k, seed), (lambda k=k, seed=seed: runner.run(k, seed, args.approaches)))
-             for k, seed in pairs]
-    failures = caffe_runs.drive(runner, tasks, args.jobs, report, log)
-    return caffe_runs.exit_status(failures, log, "(k, seed) pair(s)")
+    return semi_cli.run(parse_args(argv), argv, REPO)
 
 
 if __name__ == "__main__":

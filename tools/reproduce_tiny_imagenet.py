@@ -33,8 +33,7 @@ import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe.cli_args import choice_list, int_list, positive_int  # noqa: E402
 from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 

@@ -7,47 +7,29 @@ import os
 from typing import Callable, Tuple
 
 from ..cli_args import log, positive_int
+from . import runner_cli
 
 
 def add_running_options(parser, repo: str, runs_dir: str, report_name: str):
-    run = parser.add_argument_group("running")
-    run.add_argument("--caffe", default=os.path.join(repo, "build", "cpu", "caffe", "tools",
-                                                     "caffe"),
-                     help="the caffe binary (default %(default)s)")
-    run.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
-                     help="runs at once (default %(default)s)")
-    run.add_argument("--threads", type=positive_int, default=1,
-                     help="BLAS/OpenMP threads per caffe process (default %(default)s)")
-    run.add_argument("--gpu", type=int, metavar="ID", default=None,
-                     help="train (solver_mode GPU) and evaluate on this GPU (with a CUDA "
-                          "build: --caffe and CAFFE_BUILD_DIR pointing at it)")
+    """runner_cli's running options, and the epoch runners' own: the 5-crop
+    evaluation's batch and a stop after N epochs."""
+    run = runner_cli.add_running_options(
+        parser, repo, runs_dir=runs_dir, runs_dir_help="default %(default)s",
+        results_dir_help="where %s.md and %s.png go (default %%(default)s)"
+                         % (report_name, report_name),
+        jobs=min(2, os.cpu_count() or 1), jobs_help="runs at once")
     run.add_argument("--eval-batch", type=positive_int, default=50,
                      help="images per forward pass of the 5-crop evaluation (default %(default)s)")
     run.add_argument("--max-epochs", type=positive_int, default=None,
                      help="train at most N epochs in this call, then stop (rerun to go on)")
-    run.add_argument("--runs-dir", default=runs_dir,
-                     help="run directories, relative to the repo root (default %(default)s)")
-    run.add_argument("--results-dir", default="results",
-                     help="where %s.md and %s.png go (default %%(default)s)"
-                          % (report_name, report_name))
-    run.add_argument("--retries", type=int, default=1,
-                     help="retrain an epoch whose caffe failed this many more times "
-                          "(default %(default)s)")
-    run.add_argument("--report-only", action="store_true",
-                     help="train nothing; rewrite the report from the runs on disk")
-    run.add_argument("--progress-every", type=float, default=120.0,
-                     help="seconds between progress lines of a running epoch (default "
-                          "%(default)s)")
     return run
 
 
 def running_settings(args) -> dict:
     """The Settings fields (gencaffe.experiments.tiny_imagenet.Settings) the
     running options set."""
-    return dict(caffe=os.path.abspath(args.caffe), runs_dir=args.runs_dir,
-                eval_batch=args.eval_batch, chunk_limit=args.max_epochs, log=log,
-                progress_every_s=args.progress_every, threads_per_job=args.threads,
-                retries=args.retries, jobs=args.jobs, gpu=args.gpu)
+    return dict(runner_cli.running_settings(args), runs_dir=args.runs_dir,
+                eval_batch=args.eval_batch, chunk_limit=args.max_epochs)
 
 
 def report_paths(repo: str, args, report_name: str) -> Tuple[str, str]:
@@ -83,9 +65,8 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
             write()
             log("report: %s, %s" % paths)
             return 0
-        if not os.access(settings.caffe, os.X_OK):
-            raise tiny.TinyError("no caffe binary at %s (build first with `make`, or pass "
-                                 "--caffe)" % settings.caffe)
+        if runner_cli.caffe_missing(settings):
+            return 2
         runner = tiny.Runner(settings, data=data, on_epoch=write)
         work = make_tasks(settings, runner, data)   # every net and solver checked here
     except tiny.TinyError as err:
