@@ -78,3 +78,17 @@ def test_runs_splits_mixed_batches_and_tuning(tmp_path):
     report = (tmp_path / "results" / "tiny_imagenet_semi.md").read_text()
     assert "| 300k (28) | semi-supervised GG + DG tuning |" in report
     assert "| 300k | " in report and "(no paired seeds yet)" not in report
+    # the unlabelled term over semi GG's two epochs, checked against Caffe's
+    # own loss layer on each snapshot's first batch, and the Bayes-rule reading
+    diagnostics = json.loads((seed / "semi_gg" / "diagnostics.json").read_text())
+    assert [row["iteration"] for row in diagnostics["snapshots"]] == [6, 12]
+    assert diagnostics["batches"] == 6                   # 92 unlabelled // 15 per batch
+    assert diagnostics["final"]["test_images"] == 6 and diagnostics["final"]["iteration"] == 12
+    for row in diagnostics["snapshots"]:
+        assert 0 <= row["pseudo_accuracy"] <= 1 and 0 < row["ess"] <= 1
+        assert abs(sum(row["class_share"]) - 1) < 1e-9 and len(row["class_share"]) == 3
+    assert "| 300k | 1 | " in report and "| 300k | 2 | " in report
+    assert "| labelled | argmax f_y | Bayes rule with Z_y |" in report
+    assert "s1 %.2f / %.2f" % (100 * (1 - diagnostics["final"]["classifier_test_accuracy"]),
+                               100 * (1 - diagnostics["final"]["generative_test_accuracy"])) \
+        in report

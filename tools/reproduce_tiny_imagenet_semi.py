@@ -26,8 +26,7 @@ import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "python"))
+from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe.cli_args import choice_list, int_list, positive_int  # noqa: E402
 from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 
@@ -65,6 +64,10 @@ def build_parser():
     exp.add_argument("--batch", type=positive_int, default=None,
                      help="train batch (default: the committed nets' 250; epochs of 60,000 "
                           "images are then whole batches)")
+    exp.add_argument("--diagnostic-batches", type=int, default=20,
+                     help="mixed batches per semi GG epoch snapshot for the unlabelled term's "
+                          "diagnostics and the Bayes-rule reading in the report (default "
+                          "%(default)s; 0 = none)")
     data = p.add_argument_group("data")
     data.add_argument("--lmdb-dir", default="data/tiny_imagenet",
                       help="tools/make_imagenet_lmdb.py's output for tiny-imagenet-200 "
@@ -89,7 +92,8 @@ def main(argv=None):
         fractions=args.fractions, semi_seeds=args.seeds, seeds={semi.ARCH: args.seeds},
         train_batch=args.batch, approaches=args.approaches, balanced=args.balanced,
         labelled_share=args.labelled_share, unlabeled_weight=args.unlabeled_weight,
-        epochs=args.epochs, **epoch_runs_cli.running_settings(args))
+        epochs=args.epochs, diagnostic_batches=args.diagnostic_batches,
+        **epoch_runs_cli.running_settings(args))
     return epoch_runs_cli.main(settings, args, argv,
                                epoch_runs_cli.report_paths(REPO, args, "tiny_imagenet_semi"),
                                semi.tasks, report.writer)

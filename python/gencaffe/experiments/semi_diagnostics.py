@@ -24,6 +24,13 @@ when a constant is added to one class's scores, so GG never learns the
 per-class offsets that the first rule depends on; the second rule does not
 depend on them.
 
+The images are Caffe's: a Data layer reads each LMDB with the run's own
+transform_param in the TEST phase (mean, scale, centre crop, no mirror), so
+the net sees what its test passes see; records are in key order and the
+labelled ones cycle, as in training. The net is LeNet's deploy net (MNIST) or
+the caller's (deploy_text, e.g. AlexNet for Tiny ImageNet); the scores are the
+GenerativeLoss layer's first bottom.
+
 The arg-max is recomputed here in NumPy (the layer does not output it), so
 every snapshot's first batch is also run through Caffe's own GenerativeLoss
 layer and the loss and ESS computed here must match Caffe's to 1e-4 (else
@@ -91,16 +98,15 @@ def normalised_entropy(shares: np.ndarray) -> float:
 
 @dataclass
 class Batches:
-    images: List[np.ndarray]      # per batch: N x 1 x H x W float32, scaled as the Data layer
+    images: List[np.ndarray]      # per batch: N x C x H x W float32, as the Data layer gives
     labels: List[np.ndarray]      # per batch: N labels as the loss sees them (-1 = unlabelled)
     truth: List[np.ndarray]       # per batch: N true labels
 
 
-def _records(db_path: str, count: int, cycle: bool):
-    """The first `count` (key, pixels, label) of db_path in key order; with
-    `cycle`, wrapping around to the first record as Caffe's Data layer does."""
+def _keys_labels(db_path: str, count: int, cycle: bool):
+    """The first `count` (key, label) of db_path in key order; with `cycle`,
+    wrapping around to the first record as Caffe's Data layer does."""
     from caffe.proto import caffe_pb2
-    from ..data import datum_io
     from ..data.splits import readonly_env
     out = []
     with readonly_env(db_path) as env, env.begin() as txn:
@@ -111,11 +117,50 @@ def _records(db_path: str, count: int, cycle: bool):
                     break
                 datum = caffe_pb2.Datum()
                 datum.ParseFromString(value)
-                out.append((key.decode("utf-8", "replace"), datum_io.datum_to_array(datum),
-                            datum.label))
+                out.append((key.decode("utf-8", "replace"), datum.label))
             if not cycle or len(out) == before:
                 break
     return out
+
+
+def reader_net(db_path: str, transform_param, batch: int, repo: Optional[str] = None):
+    """A pycaffe net of one Data layer: db_path through transform_param (a
+    caffe_pb2.TransformationParameter; mirror off, a relative mean_file taken
+    relative to repo) in the TEST phase, `batch` records per forward pass."""
+    import caffe
+    import tempfile
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    layer = net.layer.add(name="data", type="Data", top=["data", "label"])
+    layer.data_param.source = db_path
+    layer.data_param.batch_size = batch
+    layer.data_param.backend = caffe_pb2.DataParameter.LMDB
+    if transform_param is not None:
+        layer.transform_param.CopyFrom(transform_param)
+    layer.transform_param.mirror = False
+    mean = layer.transform_param.mean_file
+    if mean and repo and not os.path.isabs(mean):
+        layer.transform_param.mean_file = os.path.join(repo, mean)
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(str(net))
+        path = handle.name
+    try:
+        return caffe.Net(path, caffe.TEST)
+    finally:
+        os.unlink(path)
+
+
+def caffe_images(db_path: str, transform_param, count: int, batch: int = 100,
+                 repo: Optional[str] = None) -> np.ndarray:
+    """The first `count` images of db_path as Caffe's Data layer gives them
+    (reader_net), wrapping around to the first record like it."""
+    reader = reader_net(db_path, transform_param, batch, repo)
+    parts, have = [], 0
+    while have < count:
+        reader.forward()
+        parts.append(np.array(reader.blobs["data"].data[:count - have], dtype=np.float32))
+        have += len(parts[-1])
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 def true_labels(source_lmdb: str, keys: Sequence[str]) -> Dict[str, int]:
@@ -135,26 +180,32 @@ def true_labels(source_lmdb: str, keys: Sequence[str]) -> Dict[str, int]:
 
 
 def mixed_batches(split_dir: str, manifest: dict, labelled_batch: int, unlabelled_batch: int,
-                  count: int, scale: float) -> Batches:
+                  count: int, transform_param=None, repo: Optional[str] = None) -> Batches:
     """The first `count` TRAIN batches of the semi_gg net on this split: its
     labelled Data layer cycles through labelled_lmdb, the unlabelled one reads
     unlabelled_lmdb in key order; concatenated labelled first."""
-    labelled = _records(os.path.join(split_dir, "labelled_lmdb"), labelled_batch * count, True)
-    unlabelled = _records(os.path.join(split_dir, "unlabelled_lmdb"), unlabelled_batch * count,
-                          False)
+    labelled_db = os.path.join(split_dir, "labelled_lmdb")
+    unlabelled_db = os.path.join(split_dir, "unlabelled_lmdb")
+    labelled = _keys_labels(labelled_db, labelled_batch * count, True)
+    unlabelled = _keys_labels(unlabelled_db, unlabelled_batch * count, False)
     if len(unlabelled) < unlabelled_batch * count:
         count = len(unlabelled) // unlabelled_batch
-    truth = true_labels(manifest["source"]["path"], [key for key, _, _ in unlabelled])
+        unlabelled = unlabelled[:unlabelled_batch * count]
+    labelled = labelled[:labelled_batch * count]
+    images_l = caffe_images(labelled_db, transform_param, len(labelled), labelled_batch, repo)
+    images_u = caffe_images(unlabelled_db, transform_param, len(unlabelled), unlabelled_batch,
+                            repo)
+    truth = true_labels(manifest["source"]["path"], [key for key, _ in unlabelled])
     batches = Batches([], [], [])
     for b in range(count):
         part_l = labelled[b * labelled_batch:(b + 1) * labelled_batch]
         part_u = unlabelled[b * unlabelled_batch:(b + 1) * unlabelled_batch]
-        records = part_l + part_u
-        batches.images.append(np.stack([pixels for _, pixels, _ in records]).astype(np.float32)
-                              * np.float32(scale))
-        batches.labels.append(np.array([label for _, _, label in records], dtype=np.int64))
-        batches.truth.append(np.array([label for _, _, label in part_l] +
-                                      [truth[key] for key, _, _ in part_u], dtype=np.int64))
+        batches.images.append(np.concatenate([
+            images_l[b * labelled_batch:(b + 1) * labelled_batch],
+            images_u[b * unlabelled_batch:(b + 1) * unlabelled_batch]]))
+        batches.labels.append(np.array([label for _, label in part_l + part_u], dtype=np.int64))
+        batches.truth.append(np.array([label for _, label in part_l] +
+                                      [truth[key] for key, _ in part_u], dtype=np.int64))
     return batches
 
 
@@ -182,29 +233,37 @@ def caffe_loss_net(batch: int, classes: int, unlabeled_weight: float, prior: Seq
         os.unlink(path)
 
 
-def deploy_net(batch: int):
-    """LeNet's deploy net (the generator's) for `batch` images, as a pycaffe Net."""
-    import caffe
+def deploy_net(batch: int, deploy_text: Optional[str] = None):
+    """A deploy prototxt file for `batch` images: deploy_text's (its first
+    layer an Input) or, without it, LeNet's (the generator's); the caller
+    removes the file."""
     import tempfile
+    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
-    from ..nets import catalog, variants
-    arch = catalog.architecture("lenet")
-    net = variants.build(arch, "deploy")
+    if deploy_text is None:
+        from ..nets import catalog, variants
+        net = variants.build(catalog.architecture("lenet"), "deploy")
+    else:
+        net = text_format.Merge(deploy_text, caffe_pb2.NetParameter())
+    if not net.layer or net.layer[0].type != "Input":
+        raise DiagnosticsError("the deploy net must start with an Input layer (it starts with "
+                               "%s)" % (net.layer[0].type if net.layer else "nothing"))
     net.layer[0].input_param.shape[0].dim[0] = batch
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
         handle.write(text_format.MessageToString(net))
         return handle.name
 
 
-def lmdb_images(db_path: str, limit: int, scale: float):
-    """(images N x C x H x W float32 scaled as the Data layer, labels) of the
-    first `limit` records of db_path."""
-    records = _records(db_path, limit, False)
-    images = np.stack([pixels for _, pixels, _ in records]).astype(np.float32) * np.float32(scale)
-    return images, np.array([label for _, _, label in records], dtype=np.int64)
+def lmdb_images(db_path: str, limit: int, transform_param=None, batch: int = 100,
+                repo: Optional[str] = None):
+    """(images N x C x H x W float32 as the Data layer gives them, labels) of
+    the first `limit` records of db_path."""
+    records = _keys_labels(db_path, limit, False)
+    images = caffe_images(db_path, transform_param, len(records), batch, repo)
+    return images, np.array([label for _, label in records], dtype=np.int64)
 
 
-def scores_of(net, images: np.ndarray, batch: int) -> np.ndarray:
+def scores_of(net, images: np.ndarray, batch: int, blob: str = "ip2") -> np.ndarray:
     out = []
     for start in range(0, len(images), batch):
         part = images[start:start + batch]
@@ -212,16 +271,17 @@ def scores_of(net, images: np.ndarray, batch: int) -> np.ndarray:
         data[:len(part)] = part
         net.blobs["data"].data[...] = data
         net.forward()
-        out.append(np.array(net.blobs["ip2"].data, dtype=np.float64).reshape(batch, -1)[:len(part)])
+        out.append(np.array(net.blobs[blob].data, dtype=np.float64).reshape(batch, -1)[:len(part)])
     return np.concatenate(out)
 
 
 def generative_classifier(net, batch: int, reference: np.ndarray, test_images: np.ndarray,
-                          test_labels: np.ndarray, log_prior: np.ndarray) -> Dict[str, float]:
+                          test_labels: np.ndarray, log_prior: np.ndarray,
+                          blob: str = "ip2") -> Dict[str, float]:
     """Test accuracy of argmax f_y and of the Bayes rule with log Z_y estimated
     on the reference (unlabelled train) images."""
-    log_z = column_logsumexp(scores_of(net, reference, batch)) - np.log(len(reference))
-    scores = scores_of(net, test_images, batch)
+    log_z = column_logsumexp(scores_of(net, reference, batch, blob)) - np.log(len(reference))
+    scores = scores_of(net, test_images, batch, blob)
     return {"classifier_test_accuracy": float((scores.argmax(axis=1) == test_labels).mean()),
             "generative_test_accuracy": float(((scores - log_z + log_prior).argmax(axis=1)
                                                == test_labels).mean()),
@@ -230,27 +290,31 @@ def generative_classifier(net, batch: int, reference: np.ndarray, test_images: n
 
 def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: dict,
             net_param, batches_count: int = 20, test_lmdb: Optional[str] = None,
-            reference_images: int = 10000) -> dict:
+            reference_images: int = 10000, deploy_text: Optional[str] = None,
+            repo: Optional[str] = None) -> dict:
     """Per-snapshot statistics (the module docstring) of one semi_gg run.
 
-    net_param: the run's train net (NetParameter), for its batch sizes, scale,
-    lambda and class prior."""
+    net_param: the run's train net (NetParameter), for its batch sizes, data
+    transformation, lambda, class prior and score blob; deploy_text: its
+    deploy net (default LeNet's); repo: what relative paths in the net
+    (mean_file) are relative to."""
     import caffe
     caffe.set_mode_cpu()
     data_layers = [l for l in net_param.layer if l.type == "Data" and l.include
                    and l.include[0].phase == caffe.TRAIN]
     labelled_batch, unlabelled_batch = (l.data_param.batch_size for l in data_layers)
-    scale = data_layers[0].transform_param.scale or 1.0
+    transform = data_layers[0].transform_param
     loss = next(l for l in net_param.layer if l.type == "GenerativeLoss")
+    blob = loss.bottom[0]
     lam = loss.generative_loss_param.unlabeled_weight
     prior = list(loss.generative_loss_param.class_prior)
     batch = labelled_batch + unlabelled_batch
     batches = mixed_batches(split_dir, manifest, labelled_batch, unlabelled_batch,
-                            batches_count, scale)
+                            batches_count, transform, repo)
     classes = manifest["classes"]
     log_prior = np.log(np.asarray(prior) / np.sum(prior)) if prior else \
         np.full(classes, -np.log(classes))
-    deploy_path = deploy_net(batch)
+    deploy_path = deploy_net(batch, deploy_text)
     checker = caffe_loss_net(batch, classes, lam, prior)
     rows = []
     try:
@@ -262,7 +326,7 @@ def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: d
                                                                 batches.truth)):
                 net.blobs["data"].data[...] = images
                 net.forward()
-                scores = np.array(net.blobs["ip2"].data, dtype=np.float64).reshape(batch, -1)
+                scores = np.array(net.blobs[blob].data, dtype=np.float64).reshape(batch, -1)
                 result = eq19_batch(scores, labels, log_prior, lam)
                 if index == 0:
                     check_against_caffe(checker, scores, labels, result)
@@ -290,10 +354,10 @@ def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: d
         if test_lmdb and snapshots:
             net = caffe.Net(deploy_path, caffe.TEST, weights=snapshots[max(snapshots)])
             reference, _ = lmdb_images(os.path.join(split_dir, "unlabelled_lmdb"),
-                                       reference_images, scale)
-            test_images, test_labels = lmdb_images(test_lmdb, 10 ** 9, scale)
+                                       reference_images, transform, batch, repo)
+            test_images, test_labels = lmdb_images(test_lmdb, 10 ** 9, transform, batch, repo)
             final = dict(generative_classifier(net, batch, reference, test_images, test_labels,
-                                               log_prior), iteration=max(snapshots))
+                                               log_prior, blob), iteration=max(snapshots))
     finally:
         os.unlink(deploy_path)
     return {"format_version": FORMAT_VERSION, "run_dir": run_dir, "batches": len(batches.images),

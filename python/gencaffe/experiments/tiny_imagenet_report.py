@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .. import caffe_log, solver_config
+from .. import solver_config
 from ..atomic_io import atomic_write
 from . import caffe_runs
 from . import tiny_imagenet as tiny
@@ -18,6 +18,17 @@ PAPER_TOP1 = {"alexnet": {"dg": 40.7, "gg": 45.8, "gg_dg": 39.6},
               "zf": {"dg": 38.4, "gg": 44.3, "gg_dg": 37.4}}
 ARCH_NAMES = {"alexnet": "AlexNet", "zf": "ZF-net"}
 PAIRS = (("gg_dg", "dg"), ("gg_dg", "control"), ("gg", "dg"), ("control", "dg"))
+# Published top-1 val accuracy % of AlexNet-like nets trained from scratch on
+# the full Tiny ImageNet-200 (500 images per class), where docs/tiny_imagenet.md
+# cites them: (accuracy, what, where)
+ANCHORS = (
+    (31.8, "AlexNet, ~30 epochs of SGD (lr 0.01, momentum 0.9, wd 0.0005, batch 128)",
+     "aandyw.github.io/blog/2024/alexnet"),
+    (32.9, "Keras AlexNet with augmentation", "lhandel/ImageClassification (KTH DD2424, 2018)"),
+    (36.7, "AlexNet adjusted to 64x64, 60 epochs",
+     "DavianYang/TinyImageNetChallenge, alexnet/README.md"),
+    (41.8, "best single 5-conv, 3-fc net", "L. Yao, J. Miller, Stanford CS231n report"),
+)
 
 
 @dataclass
@@ -35,6 +46,7 @@ class RunResult:
     top1_error: Optional[float] = None
     top5_error: Optional[float] = None
     eval_seconds: Optional[float] = None
+    diagnostics: Optional[dict] = None     # semi GG runs: semi_diagnostics.analyse's result
 
     @property
     def complete(self):
@@ -113,6 +125,68 @@ def collect(settings, data) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
             for seed in seeds[arch]:
                 results.append(collect_run(settings, data, arch, approach, seed, sched))
     return schedules, results
+
+
+def epoch_errors(result: RunResult) -> List[Optional[float]]:
+    """Centre-crop val top-1 error % after each finished epoch (the test pass
+    at an epoch's end: x within 1e-6 of a whole epoch)."""
+    errors = {}
+    for x, accuracy, _ in result.tests:
+        epoch = int(round(x))
+        if epoch >= 1 and abs(x - epoch) < 1e-6 and accuracy is not None:
+            errors[epoch] = 100.0 * (1.0 - accuracy)
+    return [errors.get(e) for e in range(1, result.epochs_done + 1)]
+
+
+def paired(results: List[RunResult], arch: str, first: str, second: str):
+    """(seeds, first - second top-1 error differences) over the seeds where both are done."""
+    by = {(r.approach, r.seed): r for r in results if r.arch == arch and r.complete}
+    seeds = sorted(s for (a, s) in by if a == first and (second, s) in by)
+    return seeds, [by[(first, s)].top1_error - by[(second, s)].top1_error for s in seeds]
+
+
+def reading(results: List[RunResult], archs: List[str], classes: int) -> List[str]:
+    """Plain statements of what the finished runs say against the paper's
+    claims, each with its numbers; nothing for what has not finished."""
+    lines = []
+    chance = 100.0 * (1 - 1.0 / classes)
+    for arch in archs:
+        name = ARCH_NAMES[arch]
+        done = [r for r in results if r.arch == arch and r.complete]
+        if not done:
+            continue
+        worst = max(done, key=lambda r: r.top1_error)
+        lines.append("* %s, learning: every finished run's 5-crop top-1 error is below chance "
+                     "(%.1f %%)? %s (the highest: %s seed %d, %.2f %%)." % (
+                         name, chance, "yes" if worst.top1_error < chance - 5.0 else "**no**",
+                         tiny.TITLES[worst.approach], worst.seed, worst.top1_error))
+        claims = (("gg", "dg", "GG alone is worse than DG", +1,
+                   PAPER_TOP1[arch]["gg"] - PAPER_TOP1[arch]["dg"]),
+                  ("gg_dg", "dg", "GG+DG beats DG", -1,
+                   PAPER_TOP1[arch]["gg_dg"] - PAPER_TOP1[arch]["dg"]),
+                  ("gg_dg", "control", "GG+DG beats the DG run restarted the same way", -1, None),
+                  ("control", "dg", "the restart alone changes DG's error", 0, None))
+        for first, second, claim, sign, paper in claims:
+            seeds, diffs = paired(results, arch, first, second)
+            if not diffs:
+                continue
+            mean = statistics.mean(diffs)
+            spread = statistics.stdev(diffs) if len(diffs) > 1 else None
+            consistent = all(d * sign > 0 for d in diffs) if sign else None
+            if sign == 0:
+                verdict = "%+.2f pp" % mean
+            elif consistent:
+                verdict = "yes, in every seed"
+            elif mean * sign > 0:
+                verdict = "on average, not in every seed"
+            else:
+                verdict = "**no**"
+            lines.append("* %s, %s? %s: %s - %s = %+.2f%s pp over %d seed(s) (%s)%s." % (
+                name, claim, verdict, tiny.TITLES[first], tiny.TITLES[second], mean,
+                "" if spread is None else " ± %.2f" % spread, len(seeds),
+                ", ".join("s%d %+.2f" % (s, d) for s, d in zip(seeds, diffs)),
+                "" if paper is None else "; paper, full ImageNet: %+.1f" % paper))
+    return lines
 
 
 def mean_sd(values: List[float]) -> str:
@@ -194,14 +268,47 @@ def table_markdown(settings, data, schedules, results, command) -> str:
               "GG+DG - DG = -1.1 (AlexNet), -1.0 (ZF).", "",
               "| net | difference | mean ± sd | per seed |", "|---|---|---|---|"]
     for arch in archs:
-        by = {(r.approach, r.seed): r for r in results if r.arch == arch and r.complete}
         for first, second in PAIRS:
-            seeds = sorted(s for (a, s) in by if a == first and (second, s) in by)
-            diffs = [by[(first, s)].top1_error - by[(second, s)].top1_error for s in seeds]
+            seeds, diffs = paired(results, arch, first, second)
             lines.append("| %s | %s - %s | %s | %s |" % (
                 ARCH_NAMES[arch], tiny.TITLES[first], tiny.TITLES[second],
                 mean_sd(diffs) if diffs else "- (no paired seeds yet)",
                 ", ".join("s%d %+.2f" % (s, d) for s, d in zip(seeds, diffs)) or "-"))
+    max_epochs = max((sched.epochs for sched in schedules.values()), default=0)
+    lines += ["", "## Learning: centre-crop val top-1 error % after each epoch", "",
+              "The test pass at the end of every epoch (one centre crop, as in training); "
+              "stage 2 of GG+DG and the control starts after epoch %s." % ", ".join(
+                  "%d (%s)" % (s.switch, ARCH_NAMES[a]) for a, s in schedules.items()), "",
+              "| net | approach | seed | %s |" % " | ".join(str(e) for e in
+                                                          range(1, max_epochs + 1)),
+              "|---|---|---|%s" % ("---:|" * max_epochs)]
+    for arch in archs:
+        for approach in tiny.APPROACHES:
+            for r in results:
+                if r.arch != arch or r.approach != approach or not r.epochs_done:
+                    continue
+                errors = epoch_errors(r) + [None] * (max_epochs - r.epochs_done)
+                lines.append("| %s | %s | %d | %s |" % (
+                    ARCH_NAMES[arch], tiny.TITLES[approach], r.seed,
+                    " | ".join(_num(e, "%.1f") for e in errors[:max_epochs])))
+    dg_done = [r for r in results if r.approach == "dg" and r.complete]
+    lines += ["", "## An anchor for the DG baseline", "",
+              "Published top-1 val accuracy of AlexNet-like nets trained from scratch on the "
+              "full Tiny ImageNet-200 (500 images per class, 30-60 epochs; here 300 per class "
+              "and %d epochs, so expect less):" % max_epochs, ""]
+    lines += ["* %.1f %%: %s (%s)" % anchor for anchor in ANCHORS]
+    for arch in archs:
+        accuracies = [100.0 - r.top1_error for r in dg_done if r.arch == arch]
+        if accuracies:
+            mean = statistics.mean(accuracies)
+            lines.append("* **here, %s DG: %.2f %% 5-crop top-1 accuracy** (%d seed(s)), %.1f "
+                         "to %.1f points below these" % (
+                             ARCH_NAMES[arch], mean, len(accuracies),
+                             min(a for a, _, _ in ANCHORS) - mean,
+                             max(a for a, _, _ in ANCHORS) - mean))
+    statements = reading(results, archs, data.classes)
+    lines += ["", "## What agrees with the paper, and what does not", ""]
+    lines += statements or ["Nothing to say yet: no run has finished its 5-crop evaluation."]
     total = sum(r.train_seconds for r in results if r.approach in ("dg", "gg")) + sum(
         sum(r.epoch_seconds) for r in results if r.approach in tiny.STAGE1_OF)
     total += sum(r.eval_seconds or 0 for r in results)

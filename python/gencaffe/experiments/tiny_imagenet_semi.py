@@ -64,6 +64,7 @@ class Settings(tiny.Settings):
     balanced: bool = False                 # the paper: "a random subset"
     labelled_share: float = 0.0            # 0: the subset's own share of the train set
     unlabeled_weight: float = 0.0          # 0: the generator's lambda (0.1, the paper's)
+    diagnostic_batches: int = 20           # mixed batches per semi GG snapshot (0: none)
     archs: Sequence[str] = (ARCH,)
     seeds: Dict[str, Sequence[int]] = field(default_factory=dict)
 

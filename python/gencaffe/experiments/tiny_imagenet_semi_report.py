@@ -2,13 +2,16 @@
 the runs on disk (gencaffe.experiments.tiny_imagenet_semi): 5-crop and
 centre-crop errors per labelled fraction, approach and seed, mean ± sd, the
 paired difference semi GG + DG - DG, the paper's full-ImageNet numbers beside,
-the cost, and the curves."""
+the cost, the curves, and for every finished semi GG run the unlabelled
+term's diagnostics and the Bayes-rule reading (gencaffe.experiments.
+semi_diagnostics, cached in the run's diagnostics.json)."""
 import os
-from typing import List
+import statistics
+from typing import Dict, List, Optional
 
 from .. import solver_config
 from ..atomic_io import atomic_write
-from . import caffe_runs
+from . import caffe_runs, semi_diagnostics
 from . import tiny_imagenet_semi as semi
 from .tiny_imagenet_report import RunResult, _num, mean_sd, read_chunks
 
@@ -21,6 +24,44 @@ def collect_run(settings, data, fraction, seed, approach, sched, manifest) -> Ru
         chunks = semi.chain(settings, data, fraction, seed, "semi_gg", sched, manifest) + chunks
     read_chunks(settings, result, chunks, sched.iters_per_epoch,
                 lambda chunk: "GG" if chunk.approach == "semi_gg" else "DG")
+    return result
+
+
+def ensure_diagnostics(settings, data, fraction, seed, sched, manifest) -> Optional[dict]:
+    """The diagnostics of the finished semi GG run of (fraction, seed) over its
+    epoch snapshots, from its diagnostics.json when that was made for the
+    same final weights and batch count, else computed (a few minutes of
+    AlexNet forward passes on the CPU) and cached; None while it runs."""
+    batches = settings.diagnostic_batches
+    chunks = semi.chain(settings, data, fraction, seed, "semi_gg", sched, manifest)
+    if batches <= 0 or not all(c.is_complete(settings) for c in chunks):
+        return None
+    snapshots = {c.last_iter: settings.path(c.final_snapshot(settings)) for c in chunks
+                 if os.path.exists(settings.path(c.final_snapshot(settings)))}
+    last = settings.path(chunks[-1].final_snapshot(settings))
+    if last not in snapshots.values():
+        return None
+    root = settings.path(semi.run_root(settings, fraction, seed, "semi_gg"))
+    path = os.path.join(root, semi_diagnostics.DIAGNOSTICS_NAME)
+    weights = caffe_runs.file_sha256(last)
+    cached = semi_diagnostics.read(path)
+    if cached and cached.get("weights_sha256") == weights and \
+            cached.get("batches_requested") == batches and \
+            cached.get("format_version") == semi_diagnostics.FORMAT_VERSION:
+        return cached
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = text_format.Merge(chunks[0].files["train_val.prototxt"], caffe_pb2.NetParameter())
+    settings.log("[%s seed %d] diagnostics of %d semi GG snapshots" % (fraction, seed,
+                                                                      len(snapshots)))
+    result = semi_diagnostics.analyse(
+        root, snapshots, settings.path(semi.split_dir(settings, fraction, seed)), manifest, net,
+        batches, test_lmdb=settings.path(data.path("val_lmdb")),
+        deploy_text=semi.tiny.generated_net(semi.ARCH, "deploy", data, settings),
+        repo=settings.repo)
+    result["weights_sha256"] = weights
+    result["batches_requested"] = batches
+    semi_diagnostics.write(path, result)
     return result
 
 
@@ -41,8 +82,15 @@ def collect(settings, data):
             except splits.SplitError:
                 continue   # its split is not made yet: nothing of it has run
             for approach in semi.APPROACHES:
-                results.append(collect_run(settings, data, fraction, seed, approach, sched,
-                                           manifest))
+                result = collect_run(settings, data, fraction, seed, approach, sched, manifest)
+                if approach == "semi_gg":
+                    try:
+                        result.diagnostics = ensure_diagnostics(settings, data, fraction, seed,
+                                                                sched, manifest)
+                    except Exception as err:   # the table is written without them
+                        settings.log("warning: [%s seed %d] no diagnostics: %s: %s"
+                                     % (fraction, seed, type(err).__name__, err))
+                results.append(result)
     return sched, results
 
 
@@ -101,10 +149,75 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
                                            "- (no paired seeds yet)",
                                            ", ".join("s%d %+.2f" % p for p in zip(seeds, diffs))
                                            or "-"))
-    lines += ["", "Not in this table yet: the Bayes-rule reading of semi GG and the "
-              "unlabelled term's diagnostics over training (results/mnist_semi.md has both "
-              "for MNIST); the semi GG snapshots of every epoch are kept for them.", ""]
+    lines += [""] + diagnostics_markdown(sched, results, fractions) + [""]
     return "\n".join(lines)
+
+
+def _diagnosed(results, fraction) -> List[RunResult]:
+    return [r for r in results if r.arch == fraction and r.approach == "semi_gg"
+            and r.diagnostics]
+
+
+def _epoch_means(runs: List[RunResult], iters_per_epoch: int) -> Dict[int, Dict[str, float]]:
+    """{epoch: {statistic: mean over the runs that have that epoch's snapshot}}."""
+    by: Dict[int, Dict[str, List[float]]] = {}
+    for r in runs:
+        for row in r.diagnostics["snapshots"]:
+            epoch = int(round(row["iteration"] / float(iters_per_epoch)))
+            for name, value in row.items():
+                if isinstance(value, (int, float)) and name != "iteration":
+                    by.setdefault(epoch, {}).setdefault(name, []).append(float(value))
+    return {e: {name: statistics.mean(v) for name, v in stats.items()}
+            for e, stats in sorted(by.items())}
+
+
+def diagnostics_markdown(sched, results: List[RunResult], fractions) -> List[str]:
+    """The unlabelled term over semi GG training, and the Bayes-rule reading
+    of the finished semi GG nets (as results/mnist_semi.md reads MNIST's)."""
+    lines = ["## The unlabelled term over semi-supervised GG training", "",
+             "From every epoch's semi GG snapshot (gencaffe.experiments.semi_diagnostics): "
+             "the first mixed train batches of the run's own split (centre crops, as the test "
+             "passes see them), scored by the snapshot; for their unlabelled images, the class "
+             "Eq. 19's max picks, argmax_y [log p_y(x) + log rho_y] with the batch's "
+             "normaliser, against the true label (**pseudo acc.**), the net's own arg-max "
+             "(**classifier acc.**), how often the two agree, the largest share of the "
+             "unlabelled images given to one class (1/200 = 0.005 is even) and the layer's "
+             "ESS top; mean over seeds. Caffe's GenerativeLoss checks the recomputed loss and "
+             "ESS on every snapshot's first batch.", "",
+             "| labelled | epoch | pseudo acc. | classifier acc. | agreement | largest class "
+             "share | class entropy / ln C | ESS | seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    any_rows = False
+    for fraction in fractions:
+        runs = _diagnosed(results, fraction)
+        for epoch, m in _epoch_means(runs, sched.iters_per_epoch).items():
+            any_rows = True
+            lines.append("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %d |" % (
+                fraction, epoch, m["pseudo_accuracy"], m["classifier_accuracy"], m["agreement"],
+                m["largest_class_share"], m["class_entropy"], m["ess"], len(runs)))
+    if not any_rows:
+        lines.append("| (no semi GG run has finished yet) | | | | | | | | |")
+    lines += ["", "Val top-1 error (%, centre crop) of the final semi GG nets read two ways: "
+              "the net's arg-max argmax_y f_y(x) (what Caffe's Accuracy layer reports), and the "
+              "generative model's Bayes rule argmax_y [f_y(x) - log Z_y + log rho_y], log Z_y = "
+              "log mean exp f_y over the first 10,000 unlabelled train images of the split "
+              "(journal Sec. 4.1: p_y(x) = exp(f_y(x)) q(x) / Z_y). GG's loss and gradient do "
+              "not change when a constant is added to one class's scores, so GG does not learn "
+              "the per-class offsets that the first rule depends on; the second does not "
+              "depend on them. Not the paper's protocol, which tunes with DG instead.", "",
+              "| labelled | argmax f_y | Bayes rule with Z_y | per seed (argmax / Bayes) |",
+              "|---|---:|---:|---|"]
+    for fraction in fractions:
+        finals = [(r.seed, r.diagnostics.get("final")) for r in _diagnosed(results, fraction)]
+        finals = [(s, f) for s, f in finals if f]
+        if finals:
+            plain = [100 * (1 - f["classifier_test_accuracy"]) for _, f in finals]
+            bayes = [100 * (1 - f["generative_test_accuracy"]) for _, f in finals]
+            lines.append("| %s | %s | %s | %s |" % (
+                fraction, mean_sd(plain), mean_sd(bayes),
+                ", ".join("s%d %.2f / %.2f" % (s, p, b)
+                          for (s, _), p, b in zip(finals, plain, bayes))))
+    return lines
 
 
 def writer(settings, data, paths, argv):

@@ -1,0 +1,55 @@
+"""The Tiny ImageNet report's reading of finished runs
+(gencaffe.experiments.tiny_imagenet_report): per-epoch errors from the test
+passes, paired differences, and the statements against the paper's claims;
+plain RunResult objects, no Caffe."""
+import pytest
+
+pytest.importorskip("caffe.proto.caffe_pb2", reason="the report module reads solvers")
+from gencaffe.experiments import tiny_imagenet_report as report  # noqa: E402
+
+
+def finished(approach, seed, top1, arch="alexnet"):
+    return report.RunResult(arch, approach, seed, epochs_done=9, epochs_total=9,
+                            top1_error=top1, top5_error=top1 - 20)
+
+
+def test_epoch_errors_take_the_test_pass_at_each_epochs_end():
+    run = report.RunResult("alexnet", "dg", 1, epochs_done=3, epochs_total=9)
+    # a test at iteration 0 (x = 0), the ends of epochs 1 and 3, one mid-epoch
+    run.tests = [(0.0, 0.005, 0.025), (1.0, 0.011, 0.05), (1.5, 0.5, 0.6), (3.0, 0.033, 0.1)]
+    errors = report.epoch_errors(run)
+    assert errors[0] == pytest.approx(98.9) and errors[1] is None
+    assert errors[2] == pytest.approx(96.7) and len(errors) == 3
+
+
+def test_paired_differences_use_only_seeds_where_both_finished():
+    results = [finished("dg", 1, 80.0), finished("dg", 2, 82.0),
+               finished("gg_dg", 1, 79.0), finished("gg_dg", 3, 70.0),
+               report.RunResult("alexnet", "gg_dg", 2, epochs_done=7, epochs_total=9)]
+    seeds, diffs = report.paired(results, "alexnet", "gg_dg", "dg")
+    assert seeds == [1] and diffs == [pytest.approx(-1.0)]
+
+
+def test_reading_says_yes_only_when_every_seed_agrees_and_no_when_the_mean_disagrees():
+    results = [finished("dg", s, e) for s, e in ((1, 80.0), (2, 81.0), (3, 82.0))]
+    results += [finished("gg", s, e) for s, e in ((1, 85.0), (2, 86.0), (3, 84.0))]
+    results += [finished("gg_dg", s, e) for s, e in ((1, 79.0), (2, 81.5), (3, 81.0))]
+    results += [finished("control", s, e) for s, e in ((1, 78.0), (2, 80.0), (3, 81.0))]
+    text = "\n".join(report.reading(results, ["alexnet"], classes=200))
+    assert "below chance (99.5 %)? yes (the highest: GG seed 2, 86.00 %)" in text
+    assert "GG alone is worse than DG? yes, in every seed: GG - DG = +4.00 ± 1.73 pp over 3 " \
+           "seed(s) (s1 +5.00, s2 +5.00, s3 +2.00); paper, full ImageNet: +5.1." in text
+    # GG+DG - DG: -1, +0.5, -1: on average only
+    assert "GG+DG beats DG? on average, not in every seed: GG+DG - DG = -0.50" in text
+    # GG+DG - control: +1, +1.5, 0: the mean disagrees
+    assert "GG+DG beats the DG run restarted the same way? **no**: GG+DG - DG restarted " \
+           "(control) = +0.83" in text
+    assert "the restart alone changes DG's error? -1.33 pp" in text
+
+
+def test_reading_flags_a_run_that_did_not_learn_and_skips_unfinished_nets():
+    results = [finished("dg", 1, 60.0), finished("gg", 1, 99.4),
+               report.RunResult("zf", "dg", 1, epochs_done=2, epochs_total=9)]
+    text = "\n".join(report.reading(results, ["alexnet", "zf"], classes=200))
+    assert "below chance (99.5 %)? **no** (the highest: GG seed 1, 99.40 %)" in text
+    assert "ZF" not in text
