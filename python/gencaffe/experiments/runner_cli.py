@@ -4,13 +4,17 @@ Each runner under tools/ (reproduce_mnist, reproduce_semi, reproduce_coupled,
 sweep_switch, imagenet_smoke, reproduce_tiny_imagenet[_semi]) adds its
 experiment's options, then `add_running_options` for how it runs (the caffe
 binary, jobs, threads, GPU, folders, retries, report-only, progress), and
-builds its Settings (a caffe_runs.RunSettings) with `running_settings(args)`.
+builds its Settings (a caffe_runs.RunSettings) with `running_settings(args)`;
+before training it checks the binary and data (`caffe_missing`,
+`missing_lmdbs`) and trains its (approach, seed)-like pairs with `ordered`
+and `drive`.
 """
 import argparse
 import os
 from typing import Callable, List, Sequence, Tuple
 
 from ..cli_args import log, positive_int
+from . import caffe_runs
 
 PROGRESS_EVERY_S = 120.0
 
@@ -105,6 +109,5 @@ def drive(runner, items: Sequence[Tuple], label: Callable[..., str], work: Calla
     takes the next item only when it is free), the report rewritten after
     each; Ctrl-C or SIGTERM stops the caffe processes (caffe_runs.drive).
     Returns the exit status (0 all done, 1 some failed: `what` names them)."""
-    from . import caffe_runs
     tasks = [(label(*item), (lambda item=item: work(*item))) for item in items]
     return caffe_runs.exit_status(caffe_runs.drive(runner, tasks, jobs, report, log), log, what)
