@@ -208,9 +208,11 @@ section_bench() {
     if [ -n "$lmdb_source" ]; then
       py scripts/make_random_lmdb.py "$lmdb_source" --count 1280 || fail "make_random_lmdb"
     fi
-    section "bench: whole nets and training throughput"
+    section "bench: whole nets and training throughput (and PyTorch's, where it is installed)"
+    torch_flag=""
+    "$work/py" -c 'import torch' 2>/dev/null && torch_flag="--torch"
     py tools/bench_nets.py --run "$kit/payload/bench_nets" --caffe "$work/caffe" --gpu 0 \
-      --repeats "$bench_repeats" --out "$out/bench_nets_gpu.md" || fail "bench_nets"
+      --repeats "$bench_repeats" $torch_flag --out "$out/bench_nets_gpu.md" || fail "bench_nets"
     [ -n "$lmdb_source" ] && rm -rf "$lmdb_source"
   else
     fail "the kit has no payload/bench_nets (make device-kit prepares it)"

@@ -100,3 +100,38 @@ def test_run_alternates_takes_the_best_and_parses_throughput(prepared, tmp_path,
     # 8 iterations x batch 4 between the 2nd (t = 11 s) and the last (t = 15 s) display
     assert "| alexnet | DG | lmdb | DEFAULT | 4 | 8 |" in report
     assert "BLAS threads: 1" in report
+
+
+def test_torch_baseline_trains_the_same_nets_beside_caffes(prepared, tmp_path, monkeypatch):
+    """--torch: every DummyData net on the default engine trained by PyTorch on the
+    same device (here the CPU: fp32 only), reported with Caffe / PyTorch."""
+    pytest.importorskip("torch")
+    plan_dir, fake = prepared
+    monkeypatch.setenv("FAKE_CALLS", str(tmp_path / "calls.txt"))
+    out = tmp_path / "bench.md"
+    result = subprocess.run([sys.executable, TOOL, "--run", str(plan_dir), "--caffe", str(fake),
+                             "--repeats", "1", "--iterations", "1", "--torch",
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = out.read_text()
+    assert "## Against PyTorch on the same device" in report
+    rows = [l for l in report.splitlines() if l.startswith("| alexnet | ") and "| fp32 |" in l]
+    assert [r.split("|")[2].strip() for r in rows] == ["DG", "GG"]      # the DummyData runs
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        torch_rate, caffe_rate, ratio = float(cells[4]), float(cells[5]), cells[6]
+        assert caffe_rate == 8 and torch_rate > 0                        # the fake caffe's 8/s
+        assert float(ratio.strip("*")) == pytest.approx(caffe_rate / torch_rate, abs=0.006)
+
+
+def test_torch_baseline_without_torch_says_what_is_missing(prepared, tmp_path):
+    plan_dir, fake = prepared
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "torch.py").write_text("raise ImportError('no torch here')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shadow),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, TOOL, "--run", str(plan_dir), "--caffe", str(fake),
+                             "--torch"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode != 0
+    assert "--torch needs PyTorch and pycaffe's caffe_pb2 (no torch here)" in result.stderr

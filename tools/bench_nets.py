@@ -39,10 +39,15 @@ import sys
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 PAPER_BATCH = {"lenet": 64, "alexnet": 256, "zf": 256}
-THROUGHPUT_ARCH = "alexnet"
-# (loss, input, engine): the engines and inputs with DG; GG once beside it
-THROUGHPUT_RUNS = (("dg", "dummy", "DEFAULT"), ("gg", "dummy", "DEFAULT"),
-                   ("dg", "dummy", "CAFFE"), ("dg", "lmdb", "DEFAULT"), ("dg", "lmdb", "CAFFE"))
+# per net, (loss, input, engine): AlexNet with DG on every engine and input
+# and GG once beside it; ZF with DG and GG from DummyData, for the PyTorch
+# comparison (--torch) of both
+THROUGHPUT_RUNS = {
+    "alexnet": (("dg", "dummy", "DEFAULT"), ("gg", "dummy", "DEFAULT"), ("dg", "dummy", "CAFFE"),
+                ("dg", "lmdb", "DEFAULT"), ("dg", "lmdb", "CAFFE")),
+    "zf": (("dg", "dummy", "DEFAULT"), ("gg", "dummy", "DEFAULT")),
+}
+TORCH_MODES = {"gpu": ("fp32", "tf32", "bf16"), "cpu": ("fp32",)}
 GLOG_TIME = re.compile(r"^I\d{8} (\d\d):(\d\d):(\d\d\.\d+)\s+\d+ solver\.cpp:\d+\] Iteration (\d+)")
 
 
@@ -73,26 +78,29 @@ def prepare(out_dir, batches, lmdb_source=None, mean_file=None, throughput_itera
                                variants.prototxt(arch, loss, variants.NetOptions(data=data),
                                                  generated_by="tools/bench_nets.py"))
         plan["time"].append(pair)
-    if THROUGHPUT_ARCH in batches:
-        arch = catalog.architecture(THROUGHPUT_ARCH)
-        batch = batches[THROUGHPUT_ARCH]
+    for key, runs in THROUGHPUT_RUNS.items():
+        if key not in batches:
+            continue
+        arch = catalog.architecture(key)
+        batch = batches[key]
         data = {"dummy": replace(arch.data, dummy=True, train_batch=batch)}
         if lmdb_source:
             data["lmdb"] = replace(arch.data, train_source=lmdb_source, test_source=lmdb_source,
                                    mean_file=mean_file, train_batch=batch, test_batch=batch)
-        for loss, source, engine in THROUGHPUT_RUNS:
+        for loss, source, engine in runs:
             if source not in data:
                 continue
             options = variants.NetOptions(data=data[source],
                                           engine=None if engine == "DEFAULT" else engine)
-            stem = "train_%s_%s_%s_%s_b%d" % (THROUGHPUT_ARCH, loss, source, engine.lower(), batch)
+            stem = "train_%s_%s_%s_%s_b%d" % (key, loss, source, engine.lower(), batch)
             net = write(stem + ".prototxt",
                         variants.prototxt(arch, loss, options, generated_by="tools/bench_nets.py"))
             solver = write(stem + "_solver.prototxt", solver_text(
-                os.path.join(REPO, "solvers", "%s_%s.prototxt" % (THROUGHPUT_ARCH, loss)),
+                os.path.join(REPO, "solvers", "%s_%s.prototxt" % (key, loss)),
                 net, throughput_iterations, max(1, throughput_iterations // 4), mode))
-            plan["throughput"].append({"arch": THROUGHPUT_ARCH, "loss": loss, "source": source,
-                                       "engine": engine, "batch": batch, "solver": solver})
+            plan["throughput"].append({"arch": key, "loss": loss, "source": source,
+                                       "engine": engine, "batch": batch, "solver": solver,
+                                       "net": net, "iterations": throughput_iterations})
     with atomic_write(os.path.join(out_dir, "plan.json"), "w") as handle:
         json.dump(plan, handle, indent=2)
     return plan
@@ -174,7 +182,31 @@ def images_per_second(log, batch):
     return (i1 - i0) * batch / (t1 - t0)
 
 
-def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print):
+def torch_rows(plan_dir, throughput_rows, gpu, progress=print):
+    """The same nets trained in PyTorch on the same device (gencaffe.nets.
+    torch_port): every DummyData run on the default engine, in each of
+    TORCH_MODES, as many iterations as Caffe's run."""
+    from google.protobuf import text_format
+    from caffe.proto import caffe_pb2
+    from gencaffe.nets import torch_port
+    device = "cpu" if gpu is None else "cuda:%d" % gpu
+    rows = []
+    for entry in throughput_rows:
+        if entry["source"] != "dummy" or entry["engine"] != "DEFAULT":
+            continue
+        with open(os.path.join(plan_dir, entry["net"])) as handle:
+            net = text_format.Merge(handle.read(), caffe_pb2.NetParameter())
+        for mode in TORCH_MODES["cpu" if gpu is None else "gpu"]:
+            rate = torch_port.training_images_per_second(
+                net, device, mode, iterations=max(2, entry.get("iterations", 40)))
+            progress("  torch %s %s %s: %.0f images/s" % (entry["arch"], entry["loss"], mode,
+                                                          rate["images_per_s"]))
+            rows.append(dict(rate, arch=entry["arch"], loss=entry["loss"], batch=entry["batch"],
+                             caffe_images_per_s=entry["images_per_s"]))
+    return rows
+
+
+def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print, torch=False):
     with open(os.path.join(plan_dir, "plan.json")) as handle:
         plan = json.load(handle)
     time_rows = []
@@ -201,11 +233,12 @@ def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print):
         progress("  train %s %s %s engine %s: %.0f images/s" % (
             entry["arch"], entry["loss"], entry["source"], entry["engine"], ips))
         throughput_rows.append(dict(entry, images_per_s=ips))
-    text = report(time_rows, throughput_rows, gpu, repeats, iterations)
+    baseline = torch_rows(plan_dir, throughput_rows, gpu, progress) if torch else []
+    text = report(time_rows, throughput_rows, gpu, repeats, iterations, baseline)
     from gencaffe.atomic_io import atomic_write
     with atomic_write(out, "w") as handle:
         handle.write(text)
-    return time_rows, throughput_rows
+    return time_rows, throughput_rows, baseline
 
 
 def device_name(gpu):
@@ -227,7 +260,7 @@ def device_name(gpu):
         return "GPU %d" % gpu
 
 
-def report(time_rows, throughput_rows, gpu, repeats, iterations):
+def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
     lines = [
         "# Whole-net benchmarks: GG vs DG, and training throughput",
         "",
@@ -276,6 +309,28 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations):
             lines.append("| %s | %s | %s | %s | %d | %.0f |" % (
                 r["arch"], r["loss"].upper(), r["source"], r["engine"], r["batch"],
                 r["images_per_s"]))
+    if baseline:
+        lines += [
+            "",
+            "## Against PyTorch on the same device (`--torch`)",
+            "",
+            "The same nets (gencaffe.nets.torch_port: the generator's layers one for one, "
+            "GG's loss as Eq. 15) trained by PyTorch %s%s from constant random input, SGD "
+            "with momentum 0.9 and weight decay 0.0005 as the solvers, the same batch and "
+            "iteration count, after 5 warm-up iterations; cudnn.benchmark on. fp32 = TF32 "
+            "off (what Caffe computes), tf32 = TF32 matmuls and convolutions, bf16 = "
+            "autocast. Caffe: the DummyData row above (default engine)." % (
+                baseline[0]["torch"], "" if baseline[0]["cudnn"] is None
+                else ", cuDNN %s" % baseline[0]["cudnn"]),
+            "",
+            "| net | loss | batch | PyTorch mode | PyTorch images/s | Caffe images/s | "
+            "Caffe / PyTorch |",
+            "|---|---|---:|---|---:|---:|---:|",
+        ]
+        for r in baseline:
+            lines.append("| %s | %s | %d | %s | %.4g | %.4g | **%.2f** |" % (
+                r["arch"], r["loss"].upper(), r["batch"], r["mode"], r["images_per_s"],
+                r["caffe_images_per_s"], r["caffe_images_per_s"] / r["images_per_s"]))
     return "\n".join(lines) + "\n"
 
 
@@ -321,6 +376,10 @@ def main(argv=None):
                         "tools/bench_generative_loss.py, so that other load on the machine "
                         "does not make thread scheduling the thing measured; 0 = leave the "
                         "environment's setting)")
+    p.add_argument("--torch", action="store_true",
+                   help="--run: also train the same nets in PyTorch on the same device "
+                        "(needs torch and pycaffe's caffe_pb2; fp32, tf32 and bf16 on a GPU, "
+                        "fp32 on the CPU) and report Caffe / PyTorch")
     p.add_argument("--out", default=os.path.join(REPO, "results", "bench_nets.md"),
                    help="--run: the markdown report (default results/bench_nets.md)")
     args = p.parse_args(argv)
@@ -343,8 +402,14 @@ def main(argv=None):
     if args.threads > 0:  # inherited by every caffe process
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
+    if args.torch:
+        try:
+            import torch  # noqa: F401
+            from caffe.proto import caffe_pb2  # noqa: F401
+        except ImportError as err:
+            raise SystemExit("error: --torch needs PyTorch and pycaffe's caffe_pb2 (%s)" % err)
     run(os.path.abspath(args.run), os.path.abspath(args.caffe), args.gpu, args.repeats,
-        args.iterations, args.out, progress=lambda s: print(s, flush=True))
+        args.iterations, args.out, progress=lambda s: print(s, flush=True), torch=args.torch)
     print("wrote %s" % args.out)
     return 0
 
