@@ -135,3 +135,32 @@ def test_torch_baseline_without_torch_says_what_is_missing(prepared, tmp_path):
                              "--torch"], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode != 0
     assert "--torch needs PyTorch and pycaffe's caffe_pb2 (no torch here)" in result.stderr
+
+
+def test_a_failed_torch_mode_is_reported_and_the_caffe_rows_kept(prepared, monkeypatch):
+    import importlib.util
+    from gencaffe.nets import torch_port
+    plan_dir, _ = prepared
+    spec = importlib.util.spec_from_file_location("bench_nets_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def fake_rate(net, device, mode, iterations):
+        assert device == "cuda:0"
+        if mode == "bf16":
+            raise RuntimeError("bf16 not supported here\nmore detail")
+        return {"images_per_s": {"fp32": 4.0, "tf32": 16.0}[mode], "mode": mode,
+                "torch": "9.9", "cudnn": 91900}
+    monkeypatch.setattr(torch_port, "training_images_per_second", fake_rate)
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    caffe_rows = [dict(e, images_per_s=8.0) for e in plan["throughput"]]
+    baseline = tool.torch_rows(str(plan_dir), caffe_rows, 0, progress=lambda s: None)
+    assert [(r["loss"], r["mode"]) for r in baseline] == [
+        (loss, mode) for loss in ("dg", "gg") for mode in ("fp32", "tf32", "bf16")]
+    report = tool.report([], caffe_rows, None, 1, 1, baseline)
+    assert "PyTorch 9.9, cuDNN 91900" in report
+    assert "| alexnet | DG | 4 | fp32 | 4 | 8 | **2.00** |" in report
+    assert "| alexnet | DG | 4 | tf32 | 16 | 8 | **0.50** |" in report
+    assert "| alexnet | GG | 4 | bf16 | failed: RuntimeError: bf16 not supported here | 8 | - |" \
+        in report
+    assert "| alexnet | DG | lmdb | DEFAULT | 4 | 8 |" in report       # Caffe's own rows stay

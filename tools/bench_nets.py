@@ -197,10 +197,18 @@ def torch_rows(plan_dir, throughput_rows, gpu, progress=print):
         with open(os.path.join(plan_dir, entry["net"])) as handle:
             net = text_format.Merge(handle.read(), caffe_pb2.NetParameter())
         for mode in TORCH_MODES["cpu" if gpu is None else "gpu"]:
-            rate = torch_port.training_images_per_second(
-                net, device, mode, iterations=max(2, entry.get("iterations", 40)))
-            progress("  torch %s %s %s: %.0f images/s" % (entry["arch"], entry["loss"], mode,
-                                                          rate["images_per_s"]))
+            try:
+                rate = torch_port.training_images_per_second(
+                    net, device, mode, iterations=max(2, entry.get("iterations", 40)))
+            except Exception as err:   # e.g. out of memory, a mode the GPU lacks: the
+                # Caffe rows measured before still go into the report
+                progress("  torch %s %s %s failed: %s: %s" % (entry["arch"], entry["loss"], mode,
+                                                              type(err).__name__, err))
+                rate = {"images_per_s": None, "mode": mode, "torch": "?", "cudnn": None,
+                        "error": "%s: %s" % (type(err).__name__, str(err).splitlines()[0][:120])}
+            else:
+                progress("  torch %s %s %s: %.0f images/s" % (entry["arch"], entry["loss"], mode,
+                                                              rate["images_per_s"]))
             rows.append(dict(rate, arch=entry["arch"], loss=entry["loss"], batch=entry["batch"],
                              caffe_images_per_s=entry["images_per_s"]))
     return rows
@@ -320,14 +328,19 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
             "iteration count, after 5 warm-up iterations; cudnn.benchmark on. fp32 = TF32 "
             "off (what Caffe computes), tf32 = TF32 matmuls and convolutions, bf16 = "
             "autocast. Caffe: the DummyData row above (default engine)." % (
-                baseline[0]["torch"], "" if baseline[0]["cudnn"] is None
-                else ", cuDNN %s" % baseline[0]["cudnn"]),
+                next((r["torch"] for r in baseline if r["images_per_s"]), "?"),
+                next((", cuDNN %s" % r["cudnn"] for r in baseline if r["cudnn"]), "")),
             "",
             "| net | loss | batch | PyTorch mode | PyTorch images/s | Caffe images/s | "
             "Caffe / PyTorch |",
             "|---|---|---:|---|---:|---:|---:|",
         ]
         for r in baseline:
+            if r["images_per_s"] is None:
+                lines.append("| %s | %s | %d | %s | failed: %s | %.4g | - |" % (
+                    r["arch"], r["loss"].upper(), r["batch"], r["mode"], r["error"],
+                    r["caffe_images_per_s"]))
+                continue
             lines.append("| %s | %s | %d | %s | %.4g | %.4g | **%.2f** |" % (
                 r["arch"], r["loss"].upper(), r["batch"], r["mode"], r["images_per_s"],
                 r["caffe_images_per_s"], r["caffe_images_per_s"] / r["images_per_s"]))
