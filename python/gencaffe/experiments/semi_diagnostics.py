@@ -387,6 +387,24 @@ def read(path: str) -> Optional[dict]:
         return None
 
 
+def cached(path: str, weights_sha256: str, batches: int) -> Optional[dict]:
+    """The diagnostics at path if they were made for these final weights, this
+    batch count and this module's format; else None (compute them again)."""
+    found = read(path)
+    if found and found.get("weights_sha256") == weights_sha256 and \
+            found.get("batches_requested") == batches and \
+            found.get("format_version") == FORMAT_VERSION:
+        return found
+    return None
+
+
+def save(path: str, result: dict, weights_sha256: str, batches: int) -> dict:
+    """Write result with what `cached` checks; returns it."""
+    result = dict(result, weights_sha256=weights_sha256, batches_requested=batches)
+    write(path, result)
+    return result
+
+
 def write(path: str, result: dict) -> None:
     with atomic_write(path, "w") as handle:
         json.dump(result, handle, indent=1, sort_keys=True)

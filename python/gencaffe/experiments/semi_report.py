@@ -131,11 +131,10 @@ def ensure_diagnostics(settings, k, seed, batches) -> Optional[dict]:
         return None
     path = settings.path(os.path.join(run.run_dir, semi_diagnostics.DIAGNOSTICS_NAME))
     final = settings.path(run.final_snapshot(settings))
-    cached = semi_diagnostics.read(path)
     weights = file_sha256(final)
-    if cached and cached.get("weights_sha256") == weights and cached.get("batches_requested") \
-            == batches and cached.get("format_version") == semi_diagnostics.FORMAT_VERSION:
-        return cached
+    found = semi_diagnostics.cached(path, weights, batches)
+    if found:
+        return found
     every = run.snapshot or run.iterations
     snapshots = {}
     for iteration in list(range(every, run.iterations + 1, every)) + [run.iterations]:
@@ -154,10 +153,7 @@ def ensure_diagnostics(settings, k, seed, batches) -> Optional[dict]:
                                       manifest, net, batches,
                                       test_lmdb=settings.path(semi_runs.eval_source(settings, k,
                                                                                     seed)))
-    result["weights_sha256"] = weights
-    result["batches_requested"] = batches
-    semi_diagnostics.write(path, result)
-    return result
+    return semi_diagnostics.save(path, result, weights, batches)
 
 
 def collect(settings, ks, seeds, approaches, diagnostic_batches=20):

@@ -44,11 +44,9 @@ def ensure_diagnostics(settings, data, fraction, seed, sched, manifest) -> Optio
     root = settings.path(semi.run_root(settings, fraction, seed, "semi_gg"))
     path = os.path.join(root, semi_diagnostics.DIAGNOSTICS_NAME)
     weights = caffe_runs.file_sha256(last)
-    cached = semi_diagnostics.read(path)
-    if cached and cached.get("weights_sha256") == weights and \
-            cached.get("batches_requested") == batches and \
-            cached.get("format_version") == semi_diagnostics.FORMAT_VERSION:
-        return cached
+    found = semi_diagnostics.cached(path, weights, batches)
+    if found:
+        return found
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     net = text_format.Merge(chunks[0].files["train_val.prototxt"], caffe_pb2.NetParameter())
@@ -59,10 +57,7 @@ def ensure_diagnostics(settings, data, fraction, seed, sched, manifest) -> Optio
         batches, test_lmdb=settings.path(data.path("val_lmdb")),
         deploy_text=semi.tiny.generated_net(semi.ARCH, "deploy", data, settings),
         repo=settings.repo)
-    result["weights_sha256"] = weights
-    result["batches_requested"] = batches
-    semi_diagnostics.write(path, result)
-    return result
+    return semi_diagnostics.save(path, result, weights, batches)
 
 
 def collect(settings, data):
