@@ -141,6 +141,12 @@ def build_parser():
                           "needs none: channel k of ip2 is the digit k")
     net.add_argument("--gpu", type=int, metavar="ID",
                      help="run Caffe on this GPU (CUDA builds); default CPU")
+    net.add_argument("--chains-on", choices=("auto", "host", "device"), default="auto",
+                     help="with --gpu, where the chains' positions, momenta and gradients "
+                          "live: device (CuPy arrays over the blobs' GPU memory, no copy "
+                          "per leapfrog step; needs CuPy), host (pycaffe's host arrays) or "
+                          "auto (device where CuPy is installed; default). The CPU always "
+                          "uses the host")
 
     hmc = p.add_argument_group("HMC (U(x) = (-f_y(x) + |x|^2/(2 sigma^2)) / T, K = |phi|^2/(2m))")
     hmc.add_argument("--preset", choices=sorted(PRESETS), default="lenet",
@@ -244,7 +250,7 @@ def config_from_args(args):
         divergence_threshold=args.divergence_threshold if args.detect_divergences else None,
         batch_size=args.batch_size, input_size=args.input_size, transform=transform,
         display=args.display, trajectory_frames=args.trajectory_frames, gpu=args.gpu,
-        workers=args.workers, class_names=class_names, class_names_file=args.class_names)
+        chains_on=args.chains_on, workers=args.workers, class_names=class_names, class_names_file=args.class_names)
 
 
 def main(argv=None):

@@ -29,7 +29,9 @@
 #            tools/bench_nets.py --run on the kit's payload/bench_nets (GG vs DG
 #            of whole nets; AlexNet training throughput, cuDNN on and off,
 #            DummyData and an LMDB of random images made here)
-#   hmc      tools/bench_hmc.py --gpu: LeNet ip2 and AlexNet fc8, batched chains
+#   hmc      tools/bench_hmc.py --gpu: LeNet ip2 and AlexNet fc8, batched chains,
+#            on the device where the machine's Python has CuPy (else on the
+#            host), and the host path beside them for the comparison
 #   mnist    tools/reproduce_mnist.py --gpu on the kit's payload/mnist LMDBs
 #            (--mnist-seeds, default 6; --mnist-timeout, default 0 = none)
 # Results (gtest XML, logs, tables) go to $OUT (the device tool's folder) or
@@ -226,6 +228,11 @@ section_hmc() {
       --no-full-run --out "$out/bench_hmc_lenet_gpu.md" || fail "bench_hmc lenet"
     py tools/bench_hmc.py --preset alexnet --gpu 0 --batches 1,16,64 --iterations 2 \
       --out "$out/bench_hmc_alexnet_gpu.md" || fail "bench_hmc alexnet"
+    # the chains in pycaffe's host arrays, as before, at the best batches above
+    py tools/bench_hmc.py --preset lenet --gpu 0 --chains-on host --batches 256 --iterations 5 \
+      --no-full-run --out "$out/bench_hmc_lenet_gpu_host.md" || fail "bench_hmc lenet host"
+    py tools/bench_hmc.py --preset alexnet --gpu 0 --chains-on host --batches 64 --iterations 2 \
+      --out "$out/bench_hmc_alexnet_gpu_host.md" || fail "bench_hmc alexnet host"
   else
     fail "bench_hmc needs pycaffe"
   fi

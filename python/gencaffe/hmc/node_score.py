@@ -3,7 +3,9 @@ df_y/dx of node y for a batch of chains, by one ``net.forward`` and ``net.backwa
 of the net built by node_net.py. The input is that net's ``Parameter`` blob (its
 diff is df/dx) and the node top's diff is the one-hot of each chain's channel;
 :func:`node_channel_count` checks that the node's response is 1x1 and gives its
-number of channels.
+number of channels. The arrays are the blobs' host views or, with
+:class:`~gencaffe.hmc.blob_arrays.DeviceBlobArrays`, CuPy views of their GPU
+memory (blob_arrays.py says why).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .blob_arrays import HostBlobArrays
 from .errors import NetSetupError
 from .net_surgery import INPUT_LAYER_NAME
 from .node_net import CutNet
@@ -21,10 +24,13 @@ class NodeScore:
 
     ``channels[i]`` is the node channel of chain i, so chains for different
     channels of the same layer share one forward/backward per leapfrog step.
+    ``arrays`` says where x, f and df/dx live (host NumPy by default; CuPy on
+    the GPU with DeviceBlobArrays).
     """
 
-    def __init__(self, net, cut: CutNet, channels: Sequence[int]):
+    def __init__(self, net, cut: CutNet, channels: Sequence[int], arrays=HostBlobArrays):
         self.net = net
+        self.arrays = arrays
         self.cut = cut
         self.input_shape = cut.input_shape
         batch = cut.input_shape[0]
@@ -33,8 +39,9 @@ class NodeScore:
             raise ValueError(f"need one channel per chain ({batch}), got {channels.shape}")
         self._param_blob = net.params[INPUT_LAYER_NAME][0]
         self._node_blob = net.blobs[cut.node_blob]
-        self._rows = np.arange(batch)
-        self._channels = channels
+        self._rows = arrays.from_host(np.arange(batch))
+        self._channels = arrays.from_host(channels)
+        self._last_layer = len(net.layers) - 1
         node_layer = cut.param.layer[-1]
         # An in-place node layer (e.g. a ReLU) overwrites its top diff during backward;
         # otherwise nothing writes it, so the one-hot is set once.
@@ -43,19 +50,24 @@ class NodeScore:
         self.n_evaluations = 0
 
     def _set_one_hot(self):
-        diff = self._node_blob.diff
+        diff = self.arrays.diff(self._node_blob)
         diff[...] = 0.0
         diff.reshape(len(self._rows), -1)[self._rows, self._channels] = 1.0
 
-    def __call__(self, x: np.ndarray):
-        self._param_blob.data[...] = x
-        self.net.forward()
-        f = self._node_blob.data.reshape(len(self._rows), -1)[self._rows, self._channels]
+    def __call__(self, x):
+        arrays = self.arrays
+        arrays.data(self._param_blob)[...] = x
+        # Net._forward / _backward: net.forward() and net.backward() also
+        # return the outputs' and inputs' host arrays, which on the GPU
+        # would copy them back every step
+        self.net._forward(0, self._last_layer)
+        f = arrays.data(self._node_blob).reshape(len(self._rows), -1)[self._rows,
+                                                                      self._channels]
         if self._reset_diff_each_call:
             self._set_one_hot()
-        self.net.backward()
+        self.net._backward(self._last_layer, 0)
         self.n_evaluations += 1
-        return f.astype(np.float64), self._param_blob.diff.copy()
+        return f.astype(arrays.xp.float64), arrays.diff(self._param_blob).copy()
 
 
 def node_channel_count(net, cut: CutNet) -> int:

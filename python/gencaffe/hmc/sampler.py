@@ -1,9 +1,14 @@
 """Hamiltonian Monte Carlo for generative visualization (journal Sec. 4.6, Eq. 20-22).
 
-Pure NumPy, no Caffe: everything here works on arrays whose axis 0 stacks
-independent chains, and on a *score callback* ``score_and_grad(x) -> (f, df/dx)``
-with ``f`` of shape (chains,) and ``df/dx`` shaped like ``x``. Tests drive it
-with analytic scores; the CLI drives it with a pycaffe net.
+No Caffe: everything here works on arrays whose axis 0 stacks independent
+chains, and on a *score callback* ``score_and_grad(x) -> (f, df/dx)`` with ``f``
+of shape (chains,) and ``df/dx`` shaped like ``x``. Tests drive it with analytic
+scores; the CLI drives it with a pycaffe net. The chains' arrays (x, momenta,
+gradients) are NumPy or CuPy arrays, and the arithmetic follows them
+(blob_arrays.array_module); what the Metropolis step and the caller read (the
+energies, the StepInfo) is always on the host: one value per chain crosses
+per trajectory, not per leapfrog step. Momenta are drawn by the host's
+generator either way, so a seed gives the same draws on both.
 
 The target is p(x) ∝ exp(-U(x)) with
 
@@ -21,6 +26,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from .blob_arrays import array_module, to_host
+
 ScoreFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 PotentialFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
@@ -30,19 +37,24 @@ _ENERGY_DTYPE = np.float64
 
 
 def _per_chain_sum_of_squares(a: np.ndarray) -> np.ndarray:
-    """|a_i|^2 per chain, accumulated in float64 (the energies' dtype).
+    """|a_i|^2 per chain, accumulated in float64 (the energies' dtype), in
+    ``a``'s array module.
 
-    einsum, not np.vecdot or matmul: on NumPy 2.4 those took ~1 s for 64
-    AlexNet chains (64 x 154,587 float64) against einsum's ~10 ms here, and
-    einsum casts float32 input as it goes instead of copying it first.
+    On the host einsum, not np.vecdot or matmul: on NumPy 2.4 those took ~1 s
+    for 64 AlexNet chains (64 x 154,587 float64) against einsum's ~10 ms here,
+    and einsum casts float32 input as it goes instead of copying it first.
     """
     flat = a.reshape(a.shape[0], -1)
-    return np.einsum("ij,ij->i", flat, flat, dtype=_ENERGY_DTYPE)
+    xp = array_module(a)
+    if xp is np:
+        return np.einsum("ij,ij->i", flat, flat, dtype=_ENERGY_DTYPE)
+    wide = flat.astype(_ENERGY_DTYPE)
+    return (wide * wide).sum(axis=1)
 
 
 def _as_chain_column(values, like: np.ndarray) -> np.ndarray:
     """Scalar or per-chain (chains,) values, shaped to broadcast against ``like``."""
-    v = np.asarray(values, dtype=like.dtype)
+    v = array_module(like).asarray(values, dtype=like.dtype)
     if v.ndim == 0:
         return v
     return v.reshape((like.shape[0],) + (1,) * (like.ndim - 1))
@@ -51,7 +63,7 @@ def _as_chain_column(values, like: np.ndarray) -> np.ndarray:
 def potential(f: np.ndarray, x: np.ndarray, sigma: float, temperature: float) -> np.ndarray:
     """U(x) = (-f(x) + |x|^2/(2 sigma^2)) / T, one value per chain."""
     return (_per_chain_sum_of_squares(x) / (2.0 * sigma ** 2)
-            - np.asarray(f, dtype=_ENERGY_DTYPE)) / temperature
+            - array_module(x).asarray(f, dtype=_ENERGY_DTYPE)) / temperature
 
 
 def potential_gradient(df_dx: np.ndarray, x: np.ndarray, sigma: float,
@@ -72,7 +84,7 @@ def make_potential(score_and_grad: ScoreFn, sigma: float, temperature: float) ->
     def potential_and_grad(x):
         f, df_dx = score_and_grad(x)
         # potential_gradient(), written in place: this runs once per leapfrog step
-        grad = np.multiply(x, inv_var)
+        grad = array_module(x).multiply(x, inv_var)
         grad -= df_dx
         if inv_t != 1.0:
             grad *= inv_t
@@ -88,6 +100,7 @@ def leapfrog(x: np.ndarray, phi: np.ndarray, grad_u: np.ndarray,
     of L steps costs L gradient evaluations, not L+1). ``step_size`` is a scalar
     or one value per chain. Returns (x, phi, U(x), dU/dx(x)) at the end.
     """
+    xp = array_module(x)
     eps = _as_chain_column(step_size, x)
     half_eps = eps / 2
     eps_over_mass = eps / mass
@@ -98,12 +111,12 @@ def leapfrog(x: np.ndarray, phi: np.ndarray, grad_u: np.ndarray,
     # on a GPU: results/gpu_bench.md).
     x = x.copy()
     phi = phi.copy()
-    scratch = np.empty_like(phi)
+    scratch = xp.empty_like(phi)
     for _ in range(n_steps):
-        phi -= np.multiply(half_eps, grad_u, out=scratch)       # Eq. 20
-        x += np.multiply(eps_over_mass, phi, out=scratch)       # Eq. 21
+        phi -= xp.multiply(half_eps, grad_u, out=scratch)       # Eq. 20
+        x += xp.multiply(eps_over_mass, phi, out=scratch)       # Eq. 21
         u, grad_u = potential_and_grad(x)
-        phi -= np.multiply(half_eps, grad_u, out=scratch)       # Eq. 22
+        phi -= xp.multiply(half_eps, grad_u, out=scratch)       # Eq. 22
     if u is None:
         u, grad_u = potential_and_grad(x)
     return x, phi, u, grad_u
@@ -126,7 +139,8 @@ def metropolis_accept(h_old: np.ndarray, h_new: np.ndarray, rng: np.random.Gener
 
 @dataclass
 class ChainState:
-    """Current position of every chain, with its cached potential and gradient."""
+    """Current position of every chain, with its cached potential and gradient
+    (x and grad_u where the chains live; u always on the host)."""
     x: np.ndarray
     u: np.ndarray
     grad_u: np.ndarray
@@ -145,7 +159,7 @@ class StepInfo:
 
 def init_state(x0: np.ndarray, potential_and_grad: PotentialFn) -> ChainState:
     u, grad_u = potential_and_grad(x0)
-    return ChainState(x0, u, grad_u)
+    return ChainState(x0, to_host(u), grad_u)
 
 
 def hmc_step(state: ChainState, potential_and_grad: PotentialFn, step_size,
@@ -158,11 +172,14 @@ def hmc_step(state: ChainState, potential_and_grad: PotentialFn, step_size,
     Returns (new ChainState, StepInfo).
     """
     x = state.x
+    xp = array_module(x)
     phi = rng.standard_normal(x.shape).astype(x.dtype, copy=False) * math.sqrt(mass)
-    h_old = state.u + kinetic(phi, mass)
+    phi = xp.asarray(phi)
+    h_old = state.u + to_host(kinetic(phi, mass))
     x_new, phi_new, u_new, grad_new = leapfrog(x, phi, state.grad_u, potential_and_grad,
                                                step_size, n_leapfrog, mass)
-    h_new = u_new + kinetic(phi_new, mass)
+    u_new = to_host(u_new)
+    h_new = u_new + to_host(kinetic(phi_new, mass))
     accepted, prob = metropolis_accept(h_old, h_new, rng)
     energy_error = h_new - h_old
     if divergence_threshold is None:
@@ -172,9 +189,9 @@ def hmc_step(state: ChainState, potential_and_grad: PotentialFn, step_size,
             diverged = ~np.isfinite(energy_error) | (energy_error > divergence_threshold)
         accepted &= ~diverged
     keep = _as_chain_column(accepted, x).astype(bool)
-    new_state = ChainState(np.where(keep, x_new, x),
+    new_state = ChainState(xp.where(keep, x_new, x),
                            np.where(accepted, u_new, state.u),
-                           np.where(keep, grad_new, state.grad_u))
+                           xp.where(keep, grad_new, state.grad_u))
     steps = np.broadcast_to(np.asarray(step_size, dtype=float), accepted.shape).copy()
     return new_state, StepInfo(accepted, prob, h_old, energy_error, diverged, steps)
 

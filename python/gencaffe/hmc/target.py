@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
+from .blob_arrays import HostBlobArrays
 from .net_surgery import load_net_param
 from .node_geometry import NodeGeometry, resolve_geometry
 from .node_net import CutNet, cut_net, instantiate
@@ -32,10 +33,12 @@ class NodeTarget:
 def build_node_target(model: str, weights: Optional[str], layer: str,
                       chain_channels: Sequence[int],
                       input_hw: Optional[Tuple[int, int]] = None,
-                      geometry_: Optional[NodeGeometry] = None) -> NodeTarget:
+                      geometry_: Optional[NodeGeometry] = None,
+                      arrays=HostBlobArrays) -> NodeTarget:
     """Cut ``model`` at ``layer``, load ``weights`` and wrap it as a score callback
     with one chain per entry of ``chain_channels``. ``geometry_`` (from
-    :func:`resolve_node`) skips asking Caffe for the shapes again."""
+    :func:`resolve_node`) skips asking Caffe for the shapes again; ``arrays``
+    says where the chains live (blob_arrays.py)."""
     param = load_net_param(model)
     cut = cut_net(param, layer, len(chain_channels), input_hw, source=model,
                   geometry_=geometry_, clear_fillers=bool(weights))
@@ -43,7 +46,7 @@ def build_node_target(model: str, weights: Optional[str], layer: str,
     n_channels = node_channel_count(net, cut)
     check_channels(NodeSpec(layer, tuple(sorted(set(int(c) for c in chain_channels)))),
                    n_channels)
-    return NodeTarget(net, cut, NodeScore(net, cut, chain_channels), n_channels)
+    return NodeTarget(net, cut, NodeScore(net, cut, chain_channels, arrays), n_channels)
 
 
 def resolve_node(model: str, layer: str,

@@ -17,7 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import labels, sampler as hmc, target as caffe_target
+from . import blob_arrays, labels, sampler as hmc, target as caffe_target
+from .blob_arrays import to_host
 from .errors import NetSetupError
 from .node_geometry import NodeGeometry
 from .node_spec import NodeSpec, check_channels
@@ -63,6 +64,7 @@ class RunConfig:
     display: str = "auto"
     trajectory_frames: int = 10
     gpu: Optional[int] = None
+    chains_on: str = "auto"                 # host | device | auto (blob_arrays.chain_arrays)
     workers: int = 1                        # processes; chain groups run in parallel
     class_names: Optional[List[str]] = None  # line i of --class-names = channel i
     class_names_file: Optional[str] = None
@@ -139,14 +141,16 @@ def run_group(cfg: RunConfig, layer: str, chain_channels: Sequence[int], iterati
               geometry: Optional[NodeGeometry] = None) -> List[NodeResult]:
     """Sample one group of chains (same layer, mixed channels) and split per node.
     ``geometry`` (from plan_nodes) saves asking Caffe for the shapes again."""
+    arrays = blob_arrays.chain_arrays(cfg.chains_on, cfg.gpu)
     target = caffe_target.build_node_target(cfg.model, cfg.weights, layer, chain_channels,
-                                            cfg.input_size, geometry_=geometry)
+                                            cfg.input_size, geometry_=geometry, arrays=arrays)
     shape = target.cut.input_shape[1:]
     # float32, the net's own precision: half the host work per leapfrog step of
     # float64 (the energies are still summed in float64)
     x0 = initial_positions(init, len(chain_channels), shape, cfg.sigma, rng,
                            cfg.transform).astype(np.float32)
     potential = hmc.make_potential(target.score, cfg.sigma, cfg.temperature)
+    x0_chains = arrays.from_host(x0)
     settings = hmc.HMCSettings(cfg.step_size, cfg.n_leapfrog, cfg.mass, iterations,
                                cfg.warmup, cfg.target_accept, cfg.divergence_threshold)
     channels = np.asarray(chain_channels)
@@ -160,16 +164,16 @@ def run_group(cfg: RunConfig, layer: str, chain_channels: Sequence[int], iterati
             results[c].trajectory.append((0, x0[idx[0]].copy()))
     start = time.perf_counter()
     state = None
-    for it, warm, state, info in hmc.sample(x0, potential, settings, rng):
+    for it, warm, state, info in hmc.sample(x0_chains, potential, settings, rng):
         elapsed = time.perf_counter() - start
         for c, idx in per_node.items():
             results[c].stats.append(_stats_row(it, warm, info, state, idx, elapsed))
             if it + 1 in frames_at:
-                results[c].trajectory.append((it + 1, state.x[idx[0]].copy()))
+                results[c].trajectory.append((it + 1, np.array(to_host(state.x[idx[0]]))))
         if on_iteration is not None:
             on_iteration(float(info.accepted.mean()))
     wall = time.perf_counter() - start
-    final = state.x if state is not None else x0
+    final = to_host(state.x) if state is not None else x0
     for c, idx in per_node.items():
         results[c].samples = final[idx].astype(np.float32)
         results[c].gradient_evaluations = target.score.n_evaluations
@@ -371,6 +375,7 @@ def run(cfg: RunConfig, progress_factory=None) -> dict:
     ``set_postfix_str(s, refresh=False)`` (a tqdm bar); None runs silently.
     """
     _set_caffe_mode(cfg.gpu)
+    blob_arrays.chain_arrays(cfg.chains_on, cfg.gpu)   # a bad --chains-on stops here
     plans = plan_nodes(cfg)
     tasks, task_job = [], []
     for job, (node, channels, iterations, init, geometry) in enumerate(plans):
