@@ -181,8 +181,12 @@ class CaffeTraining:
             elapsed = time.time() - started
             eta = elapsed / trained * (total - done_iters) if trained else float("nan")
             last = parsed.final_test()
-            settings.log("[%s] iter %d/%d (%.0f%%), last test %s, eta %.0f min" % (
+            # the training loss as Caffe displays it (smoothed over average_loss
+            # iterations), so that a plateau or a descent shows between test passes
+            display = parsed.train_displays[-1] if parsed.train_displays else None
+            settings.log("[%s] iter %d/%d (%.0f%%), train loss %s, last test %s, eta %.0f min" % (
                 self.label, done_iters, total, 100.0 * trained / max(1, total - first),
+                "%.4g" % display.smoothed_loss if display else "-",
                 format_outputs(last.outputs if last else None), eta / 60))
 
 
