@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic_io import atomic_write
+from ..pycaffe_net import net_from_param
 from ..data import datum_io, image_check, imagenet_sources
 from . import crops
 
@@ -246,13 +247,7 @@ def _reader_net(cfg: EvalConfig, data: _Data, transform: dict, batch: int):
             image_data_param=dict(source=data.list_file, batch_size=batch, shuffle=False,
                                   new_height=cfg.resize[0], new_width=cfg.resize[1],
                                   is_color=True))
-    handle, path = tempfile.mkstemp(prefix="eval_crops_reader_", suffix=".prototxt")
-    with os.fdopen(handle, "w") as out:
-        out.write(str(spec.to_proto()))
-    try:
-        return caffe.Net(path, caffe.TEST)
-    finally:
-        os.unlink(path)
+    return net_from_param(spec.to_proto(), caffe.TEST, prefix="eval_crops_reader_")
 
 
 def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print,

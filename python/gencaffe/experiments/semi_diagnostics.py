@@ -45,6 +45,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..atomic_io import atomic_write
+from ..pycaffe_net import net_from_param
 
 DIAGNOSTICS_NAME = "diagnostics.json"
 FORMAT_VERSION = 2
@@ -127,8 +128,6 @@ def reader_net(db_path: str, transform_param, batch: int, repo: Optional[str] = 
     """A pycaffe net of one Data layer: db_path through transform_param (a
     caffe_pb2.TransformationParameter; mirror off, a relative mean_file taken
     relative to repo) in the TEST phase, `batch` records per forward pass."""
-    import caffe
-    import tempfile
     from caffe.proto import caffe_pb2
     net = caffe_pb2.NetParameter()
     layer = net.layer.add(name="data", type="Data", top=["data", "label"])
@@ -141,13 +140,7 @@ def reader_net(db_path: str, transform_param, batch: int, repo: Optional[str] = 
     mean = layer.transform_param.mean_file
     if mean and repo and not os.path.isabs(mean):
         layer.transform_param.mean_file = os.path.join(repo, mean)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(str(net))
-        path = handle.name
-    try:
-        return caffe.Net(path, caffe.TEST)
-    finally:
-        os.unlink(path)
+    return net_from_param(net)
 
 
 def caffe_images(db_path: str, transform_param, count: int, batch: int = 100,
@@ -214,7 +207,6 @@ def mixed_batches(split_dir: str, manifest: dict, labelled_batch: int, unlabelle
 def caffe_loss_net(batch: int, classes: int, unlabeled_weight: float, prior: Sequence[float]):
     """A pycaffe net: Input scores and labels -> Caffe's semi-supervised GenerativeLoss."""
     import caffe
-    import tempfile
     from caffe import layers as L
     n = caffe.NetSpec()
     n.scores = L.Input(input_param=dict(shape=dict(dim=[batch, classes])))
@@ -224,13 +216,7 @@ def caffe_loss_net(batch: int, classes: int, unlabeled_weight: float, prior: Seq
         param["class_prior"] = list(prior)
     n.loss, n.ess = L.GenerativeLoss(n.scores, n.label, ntop=2, loss_weight=[1, 0],
                                      generative_loss_param=param)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(str(n.to_proto()))
-        path = handle.name
-    try:
-        return caffe.Net(path, caffe.TEST)
-    finally:
-        os.unlink(path)
+    return net_from_param(n.to_proto())
 
 
 def deploy_net(batch: int, deploy_text: Optional[str] = None):

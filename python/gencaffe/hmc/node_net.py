@@ -7,11 +7,10 @@ the shape the shape probe saw.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..pycaffe_net import net_from_param
 from .errors import NetSetupError
 from .net_surgery import _caffe, _check_layer_types, _clear_fillers, _cut_layers, _final_param
 from .node_geometry import NodeGeometry, resolve_geometry
@@ -50,13 +49,7 @@ def instantiate(cut: CutNet, weights: Optional[str]):
     from google.protobuf import text_format
     caffe = _caffe()
     _check_layer_types(cut.param.layer)
-    fd, path = tempfile.mkstemp(prefix="hmc_", suffix=".prototxt")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text_format.MessageToString(cut.param))
-        net = caffe.Net(path, caffe.TEST)
-    finally:
-        os.unlink(path)
+    net = net_from_param(text_format.MessageToString(cut.param), caffe.TEST, prefix="hmc_")
     if weights:
         check_weights(net, weights)
         net.copy_from(weights)
