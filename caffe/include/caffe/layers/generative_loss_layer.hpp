@@ -55,9 +55,13 @@ namespace caffe {
  *   [4] mean of 1 - S_c, the weight column c puts on other classes' examples.
  * Top [1] falls to about 1/C as soon as the net separates the classes, and
  * then carries no further information (results/mnist_table1.md); [2]-[4]
- * describe what happens inside the classes. Computed on the host from W
- * (on a GPU: one device-to-host copy of N x C values, only when asked for).
+ * describe what happens inside the classes.
  * Tops [1]-[4] have loss_weight 0 unless the prototxt says otherwise.
+ *
+ * On a GPU everything is computed on the device, labels checked included,
+ * and the host waits once per forward pass: one copy of the summary_ blob
+ * (the counts, the objective and six per-class sums, 6 C + 4 values), from
+ * which the host checks labels and finiteness and writes every top.
  */
 template <typename Dtype>
 class GenerativeLossLayer : public LossLayer<Dtype> {
@@ -99,9 +103,22 @@ class GenerativeLossLayer : public LossLayer<Dtype> {
   /// Fills top[1] (if present) from per-class sums of W^2 and masses m_c.
   void WriteEss(const Dtype* sum_w2, const Dtype* mass,
       const vector<Blob<Dtype>*>& top) const;
-  /// Fills tops [2]-[4] (if present) from W and the target classes (host).
-  void WriteWithinClassDiagnostics(const Dtype* weights, const Dtype* target,
-      const vector<Blob<Dtype>*>& top) const;
+  /// Fills tops [2]-[4] (if present) from the per-class sums over each
+  /// column's own examples: S_c = sum W[j, c], Q_c = sum W[j, c]^2, n_c.
+  void WriteWithinClassDiagnostics(const Dtype* in_mass, const Dtype* in_sq,
+      const Dtype* in_count, const vector<Blob<Dtype>*>& top) const;
+
+  /// Layout of summary_: kSummaryFields scalars, then six per-class arrays.
+  enum { kKept = 0, kFirstBadLabel = 1, kObjective = 2, kSummaryFields = 4 };
+  enum Column { kLse = 0, kMass, kSumW2, kInMass, kInSq, kInCount,
+                kColumnArrays };
+  /// Start of one per-class array inside summary_'s data.
+  const Dtype* column(const Dtype* summary, Column which) const {
+    return summary + kSummaryFields + which * classes_;
+  }
+  Dtype* column(Dtype* summary, Column which) const {
+    return summary + kSummaryFields + which * classes_;
+  }
 
   int num_;      ///< N, examples in the batch
   int classes_;  ///< C, score columns
@@ -114,14 +131,15 @@ class GenerativeLossLayer : public LossLayer<Dtype> {
 
   Blob<Dtype> weights_;      ///< N x C: W[j, c]; 0 on ignored rows
   Blob<Dtype> log_prior_;    ///< C: log rho_y (semi-supervised mode)
-  Blob<Dtype> column_lse_;   ///< C: log sum_k exp F[k, c] over kept rows
-  Blob<Dtype> column_mass_;  ///< C: m_c = sum_j t[j, c]
-  Blob<Dtype> column_w2_;    ///< C: sum_j W[j, c]^2 (for ESS)
+  /// kSummaryFields + kColumnArrays x C: M, the first bad label's example
+  /// (N if none; GPU only), the objective l_G; then per class c: the
+  /// log-sum-exp of column c over kept rows, m_c = sum_j t[j, c],
+  /// sum_j W[j, c]^2 (ESS), and S_c, Q_c, n_c (tops [2]-[4]). One blob so
+  /// that the GPU path reads everything back with one copy.
+  Blob<Dtype> summary_;
   /// N: per example, the class whose column it pulls up (its label, or its
   /// arg-max class if unlabelled), or -1 if ignored.
   Blob<Dtype> target_class_;
-  Blob<Dtype> row_term_;     ///< N: each example's log p term (GPU reduction)
-  Blob<Dtype> ones_;         ///< N ones (GPU reductions by dot product)
   int kept_count_;           ///< M: examples that are not ignored
 };
 

@@ -80,18 +80,10 @@ void GenerativeLossLayer<Dtype>::Reshape(
   CHECK_EQ(bottom[1]->count(), num_) << "GenerativeLoss: labels must hold "
       "one value per example (" << num_ << "), got shape "
       << bottom[1]->shape_string();
-  const vector<int> per_class(1, classes_);
   const vector<int> per_example(1, num_);
   weights_.Reshape(num_, classes_, 1, 1);
-  column_lse_.Reshape(per_class);
-  column_mass_.Reshape(per_class);
-  column_w2_.Reshape(per_class);
+  summary_.Reshape(vector<int>(1, kSummaryFields + kColumnArrays * classes_));
   target_class_.Reshape(per_example);
-  row_term_.Reshape(per_example);
-  if (ones_.count() != num_) {
-    ones_.Reshape(per_example);
-    caffe_set(num_, Dtype(1), ones_.mutable_cpu_data());
-  }
   for (int i = 1; i < top.size(); ++i) {
     top[i]->Reshape(vector<int>());
   }
@@ -173,28 +165,19 @@ void GenerativeLossLayer<Dtype>::WriteEss(const Dtype* sum_w2,
 
 template <typename Dtype>
 void GenerativeLossLayer<Dtype>::WriteWithinClassDiagnostics(
-    const Dtype* weights, const Dtype* target,
+    const Dtype* in_mass, const Dtype* in_sq, const Dtype* in_count,
     const vector<Blob<Dtype>*>& top) const {
   if (top.size() < 3) { return; }
-  vector<double> in_mass(classes_, 0), in_sq(classes_, 0);
-  vector<int> count(classes_, 0);
-  for (int j = 0; j < num_; ++j) {
-    const int c = static_cast<int>(target[j]);
-    if (c < 0) { continue; }  // ignored
-    const double w = weights[j * classes_ + c];
-    in_mass[c] += w;
-    in_sq[c] += w * w;
-    ++count[c];
-  }
   double sum = 0, sum_sq = 0, cross = 0;
   int present = 0;
   for (int c = 0; c < classes_; ++c) {
-    if (count[c] == 0) { continue; }
+    if (in_count[c] == 0) { continue; }
     // in_sq > 0: W = exp(F - lse) > 0 for finite scores (checked)
-    const double fraction = in_mass[c] * in_mass[c] / in_sq[c] / count[c];
+    const double mass = in_mass[c];
+    const double fraction = mass * mass / in_sq[c] / in_count[c];
     sum += fraction;
     sum_sq += fraction * fraction;
-    cross += 1 - in_mass[c];
+    cross += 1 - mass;
     ++present;
   }
   const double mean = present ? sum / present : 0;
@@ -214,14 +197,15 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
   const Dtype* score = bottom[0]->cpu_data();
   Dtype* target = target_class_.mutable_cpu_data();
   kept_count_ = ClassifyExamples(bottom[1]->cpu_data(), target);
-  Dtype* lse = column_lse_.mutable_cpu_data();
-  Dtype* mass = column_mass_.mutable_cpu_data();
-  Dtype* w2 = column_w2_.mutable_cpu_data();
-  caffe_set(classes_, Dtype(0), mass);
-  caffe_set(classes_, Dtype(0), w2);
+  Dtype* summary = summary_.mutable_cpu_data();
+  caffe_set(summary_.count(), Dtype(0), summary);
+  summary[kKept] = kept_count_;
+  summary[kFirstBadLabel] = num_;  // ClassifyExamples stops at a bad one
+  Dtype* lse = column(summary, kLse);
+  Dtype* mass = column(summary, kMass);
+  Dtype* w2 = column(summary, kSumW2);
   if (kept_count_ == 0) {
     caffe_set(num_ * classes_, Dtype(0), weights_.mutable_cpu_data());
-    caffe_set(classes_, Dtype(0), lse);
     for (int i = 0; i < top.size(); ++i) { top[i]->mutable_cpu_data()[0] = 0; }
     return;
   }
@@ -283,6 +267,7 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
       objective += row[y] - lse[y] + log_kept;
     }
   }
+  summary[kObjective] = Dtype(objective);
   top[0]->mutable_cpu_data()[0] =
       Dtype(-objective) / get_normalizer(kept_count_);
 
@@ -295,7 +280,23 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
     }
     WriteEss(w2, mass, top);
   }
-  WriteWithinClassDiagnostics(weights, target, top);
+  if (top.size() >= 3) {
+    // each column's own examples (target class c), accumulated in double
+    vector<double> in_mass(classes_, 0), in_sq(classes_, 0);
+    Dtype* in_count = column(summary, kInCount);
+    for (int j = 0; j < num_; ++j) {
+      const int c = static_cast<int>(target[j]);
+      if (c < 0) { continue; }  // ignored
+      const double w = weights[j * classes_ + c];
+      in_mass[c] += w;
+      in_sq[c] += w * w;
+      in_count[c] += 1;
+    }
+    std::copy(in_mass.begin(), in_mass.end(), column(summary, kInMass));
+    std::copy(in_sq.begin(), in_sq.end(), column(summary, kInSq));
+    WriteWithinClassDiagnostics(column(summary, kInMass),
+        column(summary, kInSq), in_count, top);
+  }
 }
 
 template <typename Dtype>
@@ -310,7 +311,7 @@ void GenerativeLossLayer<Dtype>::Backward_cpu(
   const Dtype* label = bottom[1]->cpu_data();
   const Dtype* target = target_class_.cpu_data();
   const Dtype* weights = weights_.cpu_data();
-  const Dtype* mass = column_mass_.cpu_data();
+  const Dtype* mass = column(summary_.cpu_data(), kMass);
   Dtype* diff = bottom[0]->mutable_cpu_diff();
   // d(loss)/dF[j, c] = scale * (m_c W[j, c] - t[j, c]), Eq. 10 / Eq. 14.
   // Ignored rows have W = 0 and no target, so their gradient is 0.

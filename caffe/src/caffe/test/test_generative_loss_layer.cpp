@@ -438,34 +438,67 @@ TYPED_TEST(GenerativeLossLayerTest, TestAllIgnoredGivesZero) {
   EXPECT_EQ(this->blob_top_ess_->cpu_data()[0], 0);
 }
 
-// Bad input stops with a message that says what was expected.
-typedef GenerativeLossLayerTest<CPUDevice<float> > GenerativeLossDeathTest;
+// Bad input stops with a message that says what was expected, on either
+// device: the GPU checks labels and scores on the device and reports
+// through the host's own messages (the first bad example, as the host).
+template <typename TypeParam>
+class GenerativeLossDeathChecks : public GenerativeLossLayerTest<TypeParam> {
+ protected:
+  void ExpectLabelDeaths() {
+    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+    LayerParameter layer_param;
+    GenerativeLossLayer<float> layer(layer_param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    float* label = this->blob_bottom_label_->mutable_cpu_data();
+    label[3] = 5;
+    EXPECT_DEATH(layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "example 3 has label 5, outside the classes \\[0, 5\\)");
+    label[3] = -1;
+    label[8] = -2;
+    EXPECT_DEATH(layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "example 3 has label -1, outside the classes.*"
+                 "semi-supervised mode off");
+    label[3] = 1.5;
+    EXPECT_DEATH(layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "labels must be integers; example 3");
+    label[3] = NAN;
+    EXPECT_DEATH(layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "labels must be integers; example 3");
+  }
 
-TEST_F(GenerativeLossDeathTest, LabelOutOfRange) {
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-  LayerParameter layer_param;
-  GenerativeLossLayer<float> layer(layer_param);
-  layer.SetUp(blob_bottom_vec_, blob_top_vec_);
-  blob_bottom_label_->mutable_cpu_data()[3] = 5;
-  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
-               "example 3 has label 5, outside the classes \\[0, 5\\)");
-  blob_bottom_label_->mutable_cpu_data()[3] = -1;
-  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
-               "has label -1, outside the classes.*semi-supervised mode off");
-  blob_bottom_label_->mutable_cpu_data()[3] = 1.5;
-  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
-               "labels must be integers");
-}
+  void ExpectNonFiniteScoreDeaths() {
+    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+    LayerParameter layer_param;
+    GenerativeLossLayer<float> layer(layer_param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    float* score = this->blob_bottom_score_->mutable_cpu_data();
+    score[7] = NAN;
+    EXPECT_DEATH(layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "class column 2 has a non-finite score");
+    score[7] = 0;
+    score[9] = INFINITY;
+    EXPECT_DEATH(layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "class column 4 has a non-finite score");
+  }
+};
+
+typedef GenerativeLossDeathChecks<CPUDevice<float> > GenerativeLossDeathTest;
+
+TEST_F(GenerativeLossDeathTest, LabelOutOfRange) { ExpectLabelDeaths(); }
 
 TEST_F(GenerativeLossDeathTest, NonFiniteScore) {
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-  LayerParameter layer_param;
-  GenerativeLossLayer<float> layer(layer_param);
-  layer.SetUp(blob_bottom_vec_, blob_top_vec_);
-  blob_bottom_score_->mutable_cpu_data()[7] = NAN;
-  EXPECT_DEATH(layer.Forward(blob_bottom_vec_, blob_top_vec_),
-               "class column 2 has a non-finite score");
+  ExpectNonFiniteScoreDeaths();
 }
+
+#ifndef CPU_ONLY
+typedef GenerativeLossDeathChecks<GPUDevice<float> > GenerativeLossGPUDeathTest;
+
+TEST_F(GenerativeLossGPUDeathTest, LabelOutOfRange) { ExpectLabelDeaths(); }
+
+TEST_F(GenerativeLossGPUDeathTest, NonFiniteScore) {
+  ExpectNonFiniteScoreDeaths();
+}
+#endif
 
 TEST_F(GenerativeLossDeathTest, ShapeMismatches) {
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";
@@ -587,7 +620,9 @@ TYPED_TEST_CASE(GenerativeLossGPUParityTest, TestDtypes);
 TYPED_TEST(GenerativeLossGPUParityTest, TestCPUEqualsGPURandomProblems) {
   typedef TypeParam Dtype;
   Caffe::set_random_seed(1702);
-  const int nums[] = {1, 2, 7, 64, 256};
+  // N below, at and far above the kernels' 16 rows per tile and 512 threads
+  // per row block; C below, at and not a multiple of their 32-column tiles
+  const int nums[] = {1, 2, 7, 64, 256, 1024};
   const int classes[] = {1, 2, 10, 1000};
   const LossParameter_NormalizationMode modes[] = {
       LossParameter_NormalizationMode_VALID,
@@ -595,7 +630,7 @@ TYPED_TEST(GenerativeLossGPUParityTest, TestCPUEqualsGPURandomProblems) {
       LossParameter_NormalizationMode_FULL,
       LossParameter_NormalizationMode_NONE};
   int problem = 0;
-  for (int ni = 0; ni < 5; ++ni) {
+  for (int ni = 0; ni < 6; ++ni) {
     for (int ci = 0; ci < 4; ++ci) {
       for (int variant = 0; variant < 4; ++variant, ++problem) {
         const int num = nums[ni], classes_count = classes[ci];
@@ -651,6 +686,35 @@ TYPED_TEST(GenerativeLossGPUParityTest, TestCPUEqualsGPURandomProblems) {
   }
   Caffe::set_mode(Caffe::CPU);
 }
+
+// The GPU sums in fixed trees (no atomics on values), so the same problem
+// gives the same bits twice.
+TYPED_TEST(GenerativeLossGPUParityTest, TestGPURepeatsBitForBit) {
+  typedef TypeParam Dtype;
+  Caffe::set_random_seed(1703);
+  LayerParameter param;
+  param.mutable_generative_loss_param()->set_semi_supervised(true);
+  Blob<Dtype> score(1024, 1000, 1, 1), label(1024, 1, 1, 1);
+  FillerParameter filler_param;
+  filler_param.set_std(3);
+  GaussianFiller<Dtype> filler(filler_param);
+  filler.Fill(&score);
+  for (int j = 0; j < 1024; ++j) {
+    label.mutable_cpu_data()[j] = (j % 5 == 0) ? -1 : caffe_rng_rand() % 1000;
+  }
+  const typename TestFixture::Outputs first =
+      this->Run(Caffe::GPU, param, score, label, Dtype(1));
+  const typename TestFixture::Outputs second =
+      this->Run(Caffe::GPU, param, score, label, Dtype(1));
+  for (int i = 0; i < first.loss_ess.size(); ++i) {
+    EXPECT_EQ(first.loss_ess[i], second.loss_ess[i]) << "top " << i;
+  }
+  for (int i = 0; i < first.gradient.size(); ++i) {
+    ASSERT_EQ(first.gradient[i], second.gradient[i]) << "score " << i;
+  }
+  Caffe::set_mode(Caffe::CPU);
+}
+
 #endif  // CPU_ONLY
 
 }  // namespace caffe
