@@ -98,7 +98,24 @@ def test_run_alternates_takes_the_best_and_parses_throughput(prepared, tmp_path,
     # from inside the runs: median DG net 100 ms - its loss 0.5 + GenerativeLoss's 1.5
     assert "| **1.010** | 0.500 / 1.500 | **1.0100** |" in report
     # 8 iterations x batch 4 between the 2nd (t = 11 s) and the last (t = 15 s) display
-    assert "| alexnet | DG | lmdb | DEFAULT | 4 | 8 |" in report
+    assert "| alexnet | DG | lmdb | DEFAULT | fp32 | 4 | 8 |" in report
+    # on a GPU the default engine runs once per settings preset, with its flags;
+    # Caffe's own engine once, with none
+    trains = [l for l in lines if l.startswith("train")]
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    for entry in plan["throughput"]:
+        runs = [l for l in trains if entry["solver"] in l]
+        if entry["engine"] == "CAFFE":
+            assert len(runs) == 1 and "-gpu_math" not in runs[0] and "-cudnn" not in runs[0]
+            continue
+        assert len(runs) == 3
+        assert "-gpu_math" not in runs[0] and "-cudnn" not in runs[0]
+        assert "-cudnn_search measured -cudnn_workspace_mb 1024" in runs[1]
+        assert "-gpu_math" not in runs[1]
+        assert "-gpu_math tf32 -cudnn_search measured -cudnn_workspace_mb 1024" in runs[2]
+    assert "| alexnet | DG | lmdb | DEFAULT | tf32-measured | 4 | 8 |" in report
+    assert "| alexnet | DG | lmdb | CAFFE | fp32 | 4 | 8 |" in report
+    assert "| alexnet | DG | lmdb | CAFFE | tf32-measured |" not in report
     assert "BLAS threads: 1" in report
 
 
@@ -115,11 +132,13 @@ def test_torch_baseline_trains_the_same_nets_beside_caffes(prepared, tmp_path, m
     assert result.returncode == 0, result.stderr
     report = out.read_text()
     assert "## Against PyTorch on the same device" in report
-    rows = [l for l in report.splitlines() if l.startswith("| alexnet | ") and "| fp32 |" in l]
+    against = report.split("## Against PyTorch on the same device")[1]
+    rows = [l for l in against.splitlines() if l.startswith("| alexnet | ") and "| fp32 |" in l]
     assert [r.split("|")[2].strip() for r in rows] == ["DG", "GG"]      # the DummyData runs
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        torch_rate, caffe_rate, ratio = float(cells[4]), float(cells[5]), cells[6]
+        torch_rate, caffe_rate, ratio = float(cells[4]), float(cells[6]), cells[7]
+        assert cells[5] == "fp32"                                        # Caffe's settings
         assert caffe_rate == 8 and torch_rate > 0                        # the fake caffe's 8/s
         assert float(ratio.strip("*")) == pytest.approx(caffe_rate / torch_rate, abs=0.006)
 
@@ -153,14 +172,18 @@ def test_a_failed_torch_mode_is_reported_and_the_caffe_rows_kept(prepared, monke
                 "torch": "9.9", "cudnn": 91900}
     monkeypatch.setattr(torch_port, "training_images_per_second", fake_rate)
     plan = json.loads((plan_dir / "plan.json").read_text())
-    caffe_rows = [dict(e, images_per_s=8.0) for e in plan["throughput"]]
+    # Caffe in each settings preset: FP32 heuristic 8/s, FP32 measured 10/s, TF32 12/s
+    rates = {"fp32": 8.0, "fp32-measured": 10.0, "tf32-measured": 12.0}
+    caffe_rows = [dict(e, images_per_s=rates[s], settings=s) for e in plan["throughput"]
+                  for s in rates]
     baseline = tool.torch_rows(str(plan_dir), caffe_rows, 0, progress=lambda s: None)
     assert [(r["loss"], r["mode"]) for r in baseline] == [
         (loss, mode) for loss in ("dg", "gg") for mode in ("fp32", "tf32", "bf16")]
     report = tool.report([], caffe_rows, None, 1, 1, baseline)
     assert "PyTorch 9.9, cuDNN 91900" in report
-    assert "| alexnet | DG | 4 | fp32 | 4 | 8 | **2.00** |" in report
-    assert "| alexnet | DG | 4 | tf32 | 16 | 8 | **0.50** |" in report
-    assert "| alexnet | GG | 4 | bf16 | failed: RuntimeError: bf16 not supported here | 8 | - |" \
-        in report
-    assert "| alexnet | DG | lmdb | DEFAULT | 4 | 8 |" in report       # Caffe's own rows stay
+    # each PyTorch precision against Caffe's fastest run at the same precision
+    assert "| alexnet | DG | 4 | fp32 | 4 | fp32-measured | 10 | **2.50** |" in report
+    assert "| alexnet | DG | 4 | tf32 | 16 | tf32-measured | 12 | **0.75** |" in report
+    assert ("| alexnet | GG | 4 | bf16 | failed: RuntimeError: bf16 not supported here "
+            "| - | - | - |") in report
+    assert "| alexnet | DG | lmdb | DEFAULT | fp32 | 4 | 8 |" in report  # Caffe's own rows

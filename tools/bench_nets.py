@@ -21,7 +21,10 @@ Python's standard library (no pycaffe):
       medians shown beside), then the throughput solvers: images/s over the
       iterations between the 2nd and the last display line of `caffe train`
       (glog's microsecond timestamps), so start-up and the first iterations
-      (cuDNN algorithm choice, allocation) are not counted. Writes a markdown
+      (cuDNN algorithm choice, allocation) are not counted; on a GPU the
+      default-engine runs once per --settings preset (FP32 with cuDNN's
+      heuristics and upstream's 8 MiB workspace, FP32 with measured algorithms
+      and 1 GiB, TF32 with measured algorithms and 1 GiB). Writes a markdown
       table (default results/bench_nets.md).
 
 Targets (issue 12/16): whole net GG/DG <= 1.02.
@@ -48,6 +51,14 @@ THROUGHPUT_RUNS = {
     "zf": (("dg", "dummy", "DEFAULT"), ("gg", "dummy", "DEFAULT")),
 }
 TORCH_MODES = {"gpu": ("fp32", "tf32", "bf16"), "cpu": ("fp32",)}
+# Caffe's GPU settings (caffe/patches/gpu-math-and-cudnn-search.patch) as
+# `caffe train` flags: name -> (flags, the precision PyTorch is compared at)
+SETTINGS = {
+    "fp32": ([], "fp32"),
+    "fp32-measured": (["-cudnn_search", "measured", "-cudnn_workspace_mb", "1024"], "fp32"),
+    "tf32-measured": (["-gpu_math", "tf32", "-cudnn_search", "measured",
+                       "-cudnn_workspace_mb", "1024"], "tf32"),
+}
 GLOG_TIME = re.compile(r"^I\d{8} (\d\d):(\d\d):(\d\d\.\d+)\s+\d+ solver\.cpp:\d+\] Iteration (\d+)")
 
 
@@ -192,7 +203,8 @@ def torch_rows(plan_dir, throughput_rows, gpu, progress=print):
     device = "cpu" if gpu is None else "cuda:%d" % gpu
     rows = []
     for entry in throughput_rows:
-        if entry["source"] != "dummy" or entry["engine"] != "DEFAULT":
+        if (entry["source"] != "dummy" or entry["engine"] != "DEFAULT"
+                or entry.get("settings", "fp32") != "fp32"):
             continue
         with open(os.path.join(plan_dir, entry["net"])) as handle:
             net = text_format.Merge(handle.read(), caffe_pb2.NetParameter())
@@ -209,12 +221,28 @@ def torch_rows(plan_dir, throughput_rows, gpu, progress=print):
             else:
                 progress("  torch %s %s %s: %.0f images/s" % (entry["arch"], entry["loss"], mode,
                                                               rate["images_per_s"]))
+            caffe_rate, caffe_settings = caffe_at_precision(throughput_rows, entry, mode)
             rows.append(dict(rate, arch=entry["arch"], loss=entry["loss"], batch=entry["batch"],
-                             caffe_images_per_s=entry["images_per_s"]))
+                             caffe_images_per_s=caffe_rate, caffe_settings=caffe_settings))
     return rows
 
 
-def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print, torch=False):
+def caffe_at_precision(throughput_rows, entry, mode):
+    """The fastest Caffe run of `entry`'s net, loss and input at PyTorch's
+    precision `mode` (fp32 or tf32), as (images/s, settings preset); (None,
+    None) where Caffe has no such mode (bf16)."""
+    same = [r for r in throughput_rows
+            if (r["arch"], r["loss"], r["source"], r["engine"]) ==
+            (entry["arch"], entry["loss"], entry["source"], entry["engine"])
+            and SETTINGS[r.get("settings", "fp32")][1] == mode]
+    if not same:
+        return None, None
+    best = max(same, key=lambda r: r["images_per_s"])
+    return best["images_per_s"], best.get("settings", "fp32")
+
+
+def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print, torch=False,
+        settings=tuple(SETTINGS)):
     with open(os.path.join(plan_dir, "plan.json")) as handle:
         plan = json.load(handle)
     time_rows = []
@@ -234,13 +262,17 @@ def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print, torch=Fa
                               dg_loss_ms=loss_ms["dg"], gg_loss_ms=loss_ms["gg"]))
     throughput_rows = []
     for entry in plan["throughput"]:
-        cmd = [caffe, "train", "-solver", entry["solver"]]
-        if gpu is not None:
-            cmd += ["-gpu", str(gpu)]
-        ips = images_per_second(run_caffe(cmd, plan_dir), entry["batch"])
-        progress("  train %s %s %s engine %s: %.0f images/s" % (
-            entry["arch"], entry["loss"], entry["source"], entry["engine"], ips))
-        throughput_rows.append(dict(entry, images_per_s=ips))
+        # the settings touch cuDNN and cuBLAS only: Caffe's own engine and the
+        # CPU run once, with the defaults
+        presets = settings if gpu is not None and entry["engine"] == "DEFAULT" else ["fp32"]
+        for preset in presets:
+            cmd = [caffe, "train", "-solver", entry["solver"]] + SETTINGS[preset][0]
+            if gpu is not None:
+                cmd += ["-gpu", str(gpu)]
+            ips = images_per_second(run_caffe(cmd, plan_dir), entry["batch"])
+            progress("  train %s %s %s engine %s settings %s: %.0f images/s" % (
+                entry["arch"], entry["loss"], entry["source"], entry["engine"], preset, ips))
+            throughput_rows.append(dict(entry, images_per_s=ips, settings=preset))
     baseline = torch_rows(plan_dir, throughput_rows, gpu, progress) if torch else []
     text = report(time_rows, throughput_rows, gpu, repeats, iterations, baseline)
     from gencaffe.atomic_io import atomic_write
@@ -308,15 +340,18 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
             "",
             "Between the 2nd and the last display line of a short run of the committed "
             "solver (net, iteration count, tests and snapshots overridden); engine DEFAULT = "
-            "cuDNN where the build has it, CAFFE = Caffe's own layers.",
+            "cuDNN where the build has it, CAFFE = Caffe's own layers. Settings: "
+            + "; ".join("%s = `%s`" % (name, " ".join(flags) or "(no flags: FP32, cuDNN "
+                                       "heuristics, 8 MiB workspace)")
+                        for name, (flags, _) in SETTINGS.items()) + ".",
             "",
-            "| net | loss | input | engine | batch | images/s |",
-            "|---|---|---|---|---:|---:|",
+            "| net | loss | input | engine | settings | batch | images/s |",
+            "|---|---|---|---|---|---:|---:|",
         ]
         for r in throughput_rows:
-            lines.append("| %s | %s | %s | %s | %d | %.0f |" % (
-                r["arch"], r["loss"].upper(), r["source"], r["engine"], r["batch"],
-                r["images_per_s"]))
+            lines.append("| %s | %s | %s | %s | %s | %d | %.0f |" % (
+                r["arch"], r["loss"].upper(), r["source"], r["engine"],
+                r.get("settings", "fp32"), r["batch"], r["images_per_s"]))
     if baseline:
         lines += [
             "",
@@ -327,23 +362,28 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
             "with momentum 0.9 and weight decay 0.0005 as the solvers, the same batch and "
             "iteration count, after 5 warm-up iterations; cudnn.benchmark on. fp32 = TF32 "
             "off (what Caffe computes), tf32 = TF32 matmuls and convolutions, bf16 = "
-            "autocast. Caffe: the DummyData row above (default engine)." % (
+            "autocast. Caffe: the fastest DummyData row above (default engine) at the same "
+            "precision (fp32 or tf32 settings; Caffe has no bf16)." % (
                 next((r["torch"] for r in baseline if r["images_per_s"]), "?"),
                 next((", cuDNN %s" % r["cudnn"] for r in baseline if r["cudnn"]), "")),
             "",
-            "| net | loss | batch | PyTorch mode | PyTorch images/s | Caffe images/s | "
-            "Caffe / PyTorch |",
-            "|---|---|---:|---|---:|---:|---:|",
+            "| net | loss | batch | PyTorch mode | PyTorch images/s | Caffe settings | "
+            "Caffe images/s | Caffe / PyTorch |",
+            "|---|---|---:|---|---:|---|---:|---:|",
         ]
         for r in baseline:
+            caffe_cells = ("- | -" if r["caffe_images_per_s"] is None else
+                           "%s | %.4g" % (r["caffe_settings"], r["caffe_images_per_s"]))
             if r["images_per_s"] is None:
-                lines.append("| %s | %s | %d | %s | failed: %s | %.4g | - |" % (
+                lines.append("| %s | %s | %d | %s | failed: %s | %s | - |" % (
                     r["arch"], r["loss"].upper(), r["batch"], r["mode"], r["error"],
-                    r["caffe_images_per_s"]))
+                    caffe_cells))
                 continue
-            lines.append("| %s | %s | %d | %s | %.4g | %.4g | **%.2f** |" % (
+            ratio = ("-" if r["caffe_images_per_s"] is None else
+                     "**%.2f**" % (r["caffe_images_per_s"] / r["images_per_s"]))
+            lines.append("| %s | %s | %d | %s | %.4g | %s | %s |" % (
                 r["arch"], r["loss"].upper(), r["batch"], r["mode"], r["images_per_s"],
-                r["caffe_images_per_s"], r["caffe_images_per_s"] / r["images_per_s"]))
+                caffe_cells, ratio))
     return "\n".join(lines) + "\n"
 
 
@@ -393,6 +433,11 @@ def main(argv=None):
                    help="--run: also train the same nets in PyTorch on the same device "
                         "(needs torch and pycaffe's caffe_pb2; fp32, tf32 and bf16 on a GPU, "
                         "fp32 on the CPU) and report Caffe / PyTorch")
+    p.add_argument("--settings", action="append", choices=tuple(SETTINGS), default=[],
+                   help="--run with --gpu: Caffe GPU settings to train the default-engine "
+                        "nets with (repeatable; default all: %s)" % ", ".join(
+                            "%s = %s" % (k, " ".join(v[0]) or "no flags")
+                            for k, v in SETTINGS.items()))
     p.add_argument("--out", default=os.path.join(REPO, "results", "bench_nets.md"),
                    help="--run: the markdown report (default results/bench_nets.md)")
     args = p.parse_args(argv)
@@ -422,7 +467,8 @@ def main(argv=None):
         except ImportError as err:
             raise SystemExit("error: --torch needs PyTorch and pycaffe's caffe_pb2 (%s)" % err)
     run(os.path.abspath(args.run), os.path.abspath(args.caffe), args.gpu, args.repeats,
-        args.iterations, args.out, progress=lambda s: print(s, flush=True), torch=args.torch)
+        args.iterations, args.out, progress=lambda s: print(s, flush=True), torch=args.torch,
+        settings=tuple(args.settings) or tuple(SETTINGS))
     print("wrote %s" % args.out)
     return 0
 

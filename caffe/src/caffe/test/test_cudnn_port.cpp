@@ -145,6 +145,65 @@ TEST(CuDNNAlgoChoiceTest, NothingUsable) {
                               &bytes, &over));
 }
 
+// --- what a run allows (caffe/patches/gpu-math-and-cudnn-search.patch) ----------
+
+TEST(CuDNNAlgoChoiceTest, PolicyAllowsTf32AndRequiresDeterminism) {
+  AlgoCandidate fma = Cand(0), tf32 = Cand(1, true, true), half = Cand(2);
+  half.tensor_op = true;
+  half.converts_down = true;
+  AlgoCandidate atomics = Cand(3);
+  atomics.deterministic = false;
+  AlgoPolicy fp32, tf32_allowed, deterministic;
+  tf32_allowed.allow_tensor_op = true;
+  deterministic.deterministic_only = true;
+  EXPECT_TRUE(Acceptable(fma, fp32));
+  EXPECT_FALSE(Acceptable(tf32, fp32));         // FP32 is the default
+  EXPECT_TRUE(Acceptable(tf32, tf32_allowed));
+  EXPECT_FALSE(Acceptable(half, tf32_allowed));  // never down to half
+  EXPECT_TRUE(Acceptable(atomics, fp32));
+  EXPECT_FALSE(Acceptable(atomics, deterministic));
+  EXPECT_FALSE(Acceptable(Cand(4, false), tf32_allowed));  // unsupported
+
+  // ranked: tf32 first, then the nondeterministic one, then plain FMA
+  FakeWorkspace ws;
+  ws.bytes = {0, 0, 0, 0};
+  std::vector<AlgoCandidate> ranked = {tf32, atomics, fma};
+  size_t bytes;
+  bool over;
+  EXPECT_EQ(1, PickAlgorithm(ranked, 0, -1, ws, &bytes, &over));  // default
+  EXPECT_EQ(0, PickAlgorithm(ranked, 0, -1, ws, &bytes, &over,
+                             tf32_allowed));
+  EXPECT_EQ(2, PickAlgorithm(ranked, 0, -1, ws, &bytes, &over,
+                             deterministic));
+}
+
+TEST(CuDNNAlgoChoiceTest, CacheKeySeparatesEverySetting) {
+  const std::vector<int> shape = {256, 3, 227, 227};
+  ConvSearch base;
+  EXPECT_EQ(8u << 20, base.workspace_limit);  // upstream's 8 MiB
+  EXPECT_FALSE(base.measure);
+  std::vector<ConvSearch> variants(6, base);
+  variants[1].measure = true;
+  variants[2].policy.allow_tensor_op = true;
+  variants[3].policy.deterministic_only = true;
+  variants[4].workspace_limit = size_t(1) << 30;
+  variants[5] = base.WithoutWorkspace();
+  EXPECT_EQ(0u, variants[5].workspace_limit);
+  for (int i = 0; i < variants.size(); ++i) {
+    for (int j = 0; j < i; ++j) {
+      EXPECT_NE(AlgoCacheKey(shape, variants[i]),
+                AlgoCacheKey(shape, variants[j])) << i << " vs " << j;
+    }
+  }
+  EXPECT_EQ(AlgoCacheKey(shape, base), AlgoCacheKey(shape, ConvSearch()));
+  EXPECT_NE(AlgoCacheKey(shape, base),
+            AlgoCacheKey(std::vector<int>{128, 3, 227, 227}, base));
+  // limits that differ only below a KiB still differ
+  ConvSearch odd(base);
+  odd.workspace_limit += 1;
+  EXPECT_NE(AlgoCacheKey(shape, base), AlgoCacheKey(shape, odd));
+}
+
 // --- the shape-keyed cache -----------------------------------------------------
 
 TEST(CuDNNAlgoCacheTest, FindsWhatWasPut) {
