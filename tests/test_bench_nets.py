@@ -114,6 +114,13 @@ def test_run_alternates_takes_the_best_and_parses_throughput(prepared, tmp_path,
         assert "-gpu_math" not in runs[1]
         assert "-gpu_math tf32 -cudnn_search measured -cudnn_workspace_mb 1024" in runs[2]
     assert "| alexnet | DG | lmdb | DEFAULT | tf32-measured | 4 | 8 |" in report
+    # an iteration of batch 4 at 8 images/s = 500 ms, of which `caffe time`'s best
+    # forward + backward is 100 ms (DG) / 101 ms (GG): the rest is training's own
+    split = report.split("## Where a training iteration goes")[1].split("##")[0]
+    assert "| alexnet | DG | dummy | 4 | 500.00 | 100.00 | 400.00 | 80 % |" in split
+    assert "| alexnet | GG | dummy | 4 | 500.00 | 101.00 | 399.00 | 80 % |" in split
+    assert "| alexnet | DG | lmdb | 4 | 500.00 | 100.00 | 400.00 | 80 % |" in split
+    assert "CAFFE" not in split and "tf32" not in split
     assert "| alexnet | DG | lmdb | CAFFE | fp32 | 4 | 8 |" in report
     assert "| alexnet | DG | lmdb | CAFFE | tf32-measured |" not in report
     assert "BLAS threads: 1" in report

@@ -352,6 +352,25 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
             lines.append("| %s | %s | %s | %s | %s | %d | %.0f |" % (
                 r["arch"], r["loss"].upper(), r["source"], r["engine"],
                 r.get("settings", "fp32"), r["batch"], r["images_per_s"]))
+    split = iteration_split(time_rows, throughput_rows)
+    if split:
+        lines += [
+            "",
+            "## Where a training iteration goes (default engine, fp32 settings)",
+            "",
+            "A training iteration's time (1000 x batch / images/s) against the same net's "
+            "forward + backward alone (`caffe time` above, best of the repetitions): the "
+            "rest is what training adds, the solver's update, the data layer's prefetch and "
+            "transform, and the synchronisation between them.",
+            "",
+            "| net | loss | input | batch | iteration ms | forward + backward ms | rest ms | "
+            "rest / iteration |",
+            "|---|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in split:
+            lines.append("| %s | %s | %s | %d | %.2f | %.2f | %.2f | %.0f %% |" % (
+                r["arch"], r["loss"].upper(), r["source"], r["batch"], r["iteration_ms"],
+                r["forward_backward_ms"], r["rest_ms"], 100.0 * r["rest_ms"] / r["iteration_ms"]))
     if baseline:
         lines += [
             "",
@@ -385,6 +404,25 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
                 r["arch"], r["loss"].upper(), r["batch"], r["mode"], r["images_per_s"],
                 caffe_cells, ratio))
     return "\n".join(lines) + "\n"
+
+
+def iteration_split(time_rows, throughput_rows):
+    """Per default-engine fp32 throughput row with a `caffe time` row of the same
+    net, loss and batch: its iteration time, the forward + backward time (best
+    repetition) and the rest."""
+    best = {(r["arch"], r["batch"], loss): min(r["%s_ms" % loss])
+            for r in time_rows for loss in ("dg", "gg")}
+    out = []
+    for r in throughput_rows:
+        key = (r["arch"], r["batch"], r["loss"])
+        if (r["engine"] != "DEFAULT" or r.get("settings", "fp32") != "fp32"
+                or key not in best or not r["images_per_s"]):
+            continue
+        iteration_ms = 1000.0 * r["batch"] / r["images_per_s"]
+        out.append(dict(arch=r["arch"], loss=r["loss"], source=r["source"], batch=r["batch"],
+                        iteration_ms=iteration_ms, forward_backward_ms=best[key],
+                        rest_ms=iteration_ms - best[key]))
+    return out
 
 
 def parse_batches(values):
