@@ -14,6 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+from gencaffe.hmc.blob_arrays import CHAINS_ON  # noqa: E402  (numpy only, no pycaffe)
+
 
 def _ensure_pycaffe():
     """Find pycaffe in this repo's build (CAFFE_BUILD_DIR, default build/cpu) when
@@ -141,7 +143,7 @@ def build_parser():
                           "needs none: channel k of ip2 is the digit k")
     net.add_argument("--gpu", type=int, metavar="ID",
                      help="run Caffe on this GPU (CUDA builds); default CPU")
-    net.add_argument("--chains-on", choices=("auto", "host", "device"), default="auto",
+    net.add_argument("--chains-on", choices=CHAINS_ON, default="auto",
                      help="with --gpu, where the chains' positions, momenta and gradients "
                           "live: device (CuPy arrays over the blobs' GPU memory, no copy "
                           "per leapfrog step; needs CuPy), host (pycaffe's host arrays) or "

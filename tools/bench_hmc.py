@@ -64,8 +64,8 @@ def set_device(gpu):
 def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None, arrays=None):
     """Time ``iterations`` paper-setting HMC iterations for n_chains chains.
 
-    After every HMC iteration the same net runs L bare net.forward() +
-    net.backward() passes, timed separately: HMC and baseline are interleaved at
+    After every HMC iteration the same net runs L bare forward + backward
+    passes (Net._forward/_backward), timed separately: HMC and baseline are interleaved at
     ~50 ms granularity, so both see the same CPU load even on a busy machine.
     With a barrier (worker processes) all workers start together. ``arrays``:
     where the chains live (blob_arrays; default the host)."""
@@ -114,7 +114,7 @@ def time_hmc(model, weights, n_chains, iterations, seed=0, barrier=None, arrays=
         bare_passes += PAPER["n_leapfrog"]
     return dict(chains=n_chains, iterations=iterations, wall=hmc_time,
                 evals=target.score.n_evaluations - evals_before, bare=bare_time / bare_passes,
-                acceptance=float(np.mean(accepted)), chains_on=arrays.where)
+                acceptance=float(np.mean(accepted)))
 
 
 def _worker(args):
@@ -207,7 +207,8 @@ def main(argv=None):
                    help="HMC iterations timed per row (default 10; scaled to 300)")
     p.add_argument("--no-full-run", action="store_true",
                    help="skip the full 300-iteration single-chain run")
-    p.add_argument("--chains-on", choices=("auto", "host", "device"), default="auto",
+    from gencaffe.hmc.blob_arrays import CHAINS_ON
+    p.add_argument("--chains-on", choices=CHAINS_ON, default="auto",
                    help="where the chains live with --gpu: device (CuPy arrays over the "
                         "blobs' GPU memory), host (pycaffe's host arrays) or auto (the "
                         "device when CuPy and a GPU pycaffe are there; default); the CPU "

@@ -204,7 +204,7 @@ def torch_rows(plan_dir, throughput_rows, gpu, progress=print):
     rows = []
     for entry in throughput_rows:
         if (entry["source"] != "dummy" or entry["engine"] != "DEFAULT"
-                or entry.get("settings", "fp32") != "fp32"):
+                or entry["settings"] != "fp32"):
             continue
         with open(os.path.join(plan_dir, entry["net"])) as handle:
             net = text_format.Merge(handle.read(), caffe_pb2.NetParameter())
@@ -234,11 +234,11 @@ def caffe_at_precision(throughput_rows, entry, mode):
     same = [r for r in throughput_rows
             if (r["arch"], r["loss"], r["source"], r["engine"]) ==
             (entry["arch"], entry["loss"], entry["source"], entry["engine"])
-            and SETTINGS[r.get("settings", "fp32")][1] == mode]
+            and SETTINGS[r["settings"]][1] == mode]
     if not same:
         return None, None
     best = max(same, key=lambda r: r["images_per_s"])
-    return best["images_per_s"], best.get("settings", "fp32")
+    return best["images_per_s"], best["settings"]
 
 
 def run(plan_dir, caffe, gpu, repeats, iterations, out, progress=print, torch=False,
@@ -351,7 +351,7 @@ def report(time_rows, throughput_rows, gpu, repeats, iterations, baseline=()):
         for r in throughput_rows:
             lines.append("| %s | %s | %s | %s | %s | %d | %.0f |" % (
                 r["arch"], r["loss"].upper(), r["source"], r["engine"],
-                r.get("settings", "fp32"), r["batch"], r["images_per_s"]))
+                r["settings"], r["batch"], r["images_per_s"]))
     split = iteration_split(time_rows, throughput_rows)
     if split:
         lines += [
@@ -415,7 +415,7 @@ def iteration_split(time_rows, throughput_rows):
     out = []
     for r in throughput_rows:
         key = (r["arch"], r["batch"], r["loss"])
-        if (r["engine"] != "DEFAULT" or r.get("settings", "fp32") != "fp32"
+        if (r["engine"] != "DEFAULT" or r["settings"] != "fp32"
                 or key not in best or not r["images_per_s"]):
             continue
         iteration_ms = 1000.0 * r["batch"] / r["images_per_s"]

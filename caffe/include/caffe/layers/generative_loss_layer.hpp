@@ -132,7 +132,8 @@ class GenerativeLossLayer : public LossLayer<Dtype> {
   Blob<Dtype> weights_;      ///< N x C: W[j, c]; 0 on ignored rows
   Blob<Dtype> log_prior_;    ///< C: log rho_y (semi-supervised mode)
   /// kSummaryFields + kColumnArrays x C: M, the first bad label's example
-  /// (N if none; GPU only), the objective l_G; then per class c: the
+  /// (N if none) and the objective l_G (these three from the GPU path only;
+  /// the CPU path has them at hand); then per class c: the
   /// log-sum-exp of column c over kept rows, m_c = sum_j t[j, c],
   /// sum_j W[j, c]^2 (ESS), and S_c, Q_c, n_c (tops [2]-[4]). One blob so
   /// that the GPU path reads everything back with one copy.

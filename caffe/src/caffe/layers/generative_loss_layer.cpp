@@ -199,8 +199,6 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
   kept_count_ = ClassifyExamples(bottom[1]->cpu_data(), target);
   Dtype* summary = summary_.mutable_cpu_data();
   caffe_set(summary_.count(), Dtype(0), summary);
-  summary[kKept] = kept_count_;
-  summary[kFirstBadLabel] = num_;  // ClassifyExamples stops at a bad one
   Dtype* lse = column(summary, kLse);
   Dtype* mass = column(summary, kMass);
   Dtype* w2 = column(summary, kSumW2);
@@ -267,7 +265,6 @@ void GenerativeLossLayer<Dtype>::Forward_cpu(
       objective += row[y] - lse[y] + log_kept;
     }
   }
-  summary[kObjective] = Dtype(objective);
   top[0]->mutable_cpu_data()[0] =
       Dtype(-objective) / get_normalizer(kept_count_);
 
