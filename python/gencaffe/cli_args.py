@@ -1,5 +1,8 @@
 """Argument types shared by the runners' command lines."""
 import argparse
+import sys
+import threading
+import time
 
 
 def int_list(text):
@@ -101,7 +104,14 @@ def positive_int(text):
     return value
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def log(message):
-    """The runners' progress line: HH:MM:SS message, flushed."""
-    import time
-    print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
+    """The runners' progress line: HH:MM:SS message, flushed. One write under a
+    lock: print() writes the text and its newline separately, so two runs'
+    threads logging at the same second could join their lines."""
+    line = "%s %s\n" % (time.strftime("%H:%M:%S"), message)
+    with _LOG_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
