@@ -11,7 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 caffe_pb2 = pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built")
 from google.protobuf import text_format  # noqa: E402
 
-from gencaffe.nets import catalog, variants  # noqa: E402
+from gencaffe.nets import catalog, layers, variants  # noqa: E402
 
 BUILD = os.environ.get("CAFFE_BUILD_DIR", os.path.join(REPO, "build", "cpu"))
 UPSTREAM = os.path.join(BUILD, "caffe-src")
@@ -212,8 +212,8 @@ def test_dummy_data_and_engine_options():
     # constant fillers: Caffe fills them once, not on the CPU at every pass
     assert [f.type for f in dummy.dummy_data_param.data_filler] == ["constant", "constant"]
     assert not [l for l in net.layer if l.type == "Data"]
-    engines = {l.name: getattr(l, variants.ENGINE_FIELDS[l.type]).engine
-               for l in net.layer if l.type in variants.ENGINE_FIELDS}
+    engines = {l.name: getattr(l, layers.ENGINE_FIELDS[l.type]).engine
+               for l in net.layer if l.type in layers.ENGINE_FIELDS}
     assert set(engines) >= {"conv1", "relu1", "norm1", "pool1", "conv5", "relu7"}
     assert set(engines.values()) == {caffe_pb2.ConvolutionParameter.CAFFE}   # CAFFE = 1 in each enum
     import caffe

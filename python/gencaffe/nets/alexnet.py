@@ -19,7 +19,8 @@ of 256 x 6 x 6: 24.1 M parameters at 200 classes against 61.0 M at 1000.
 """
 from .layers import (conv, constant, dropout, gaussian, inner_product, lrn, max_pool,
                      relu)
-from .variants import IMAGENET_DATA, IMAGENET_SEMI_DATA, Architecture, tiny_imagenet
+from .variants import (IMAGENET_DATA, IMAGENET_FILES, IMAGENET_SEMI_DATA, Architecture,
+                       tiny_imagenet)
 
 
 # crops below this are small-image data sets (Tiny ImageNet's 56): conv1 stride 2
@@ -67,9 +68,7 @@ ARCH = Architecture(
     accuracy_top_k=(1, 5),
     data=IMAGENET_DATA.with_crop(227),
     semi_data=IMAGENET_SEMI_DATA.with_crop(227),
-    files={"dg": "train_val_dg.prototxt", "gg": "train_val_gg.prototxt",
-           "semi_gg": "train_val_semi_gg.prototxt",
-           "semi_dg": "train_val_semi_dg.prototxt", "deploy": "deploy.prototxt"},
+    files=IMAGENET_FILES,
     about=("AlexNet as upstream Caffe's models/bvlc_alexnet (227x227 crops of\n"
            "256x256 images). Data: tools/make_imagenet_lmdb.py -> data/imagenet/."),
     resolution=resolution,

@@ -124,7 +124,6 @@ ENGINE_FIELDS = {"Convolution": "convolution_param", "Deconvolution": "convoluti
 def set_engine(net, engine: str):
     """Set every engine-selectable layer of NetParameter `net` to `engine`
     ("CAFFE" or "CUDNN"), e.g. to time a net with and without cuDNN."""
-    from caffe.proto import caffe_pb2
     for layer in net.layer:
         field = ENGINE_FIELDS.get(layer.type)
         if field:

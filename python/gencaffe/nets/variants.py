@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple
 
-from .layers import (ENGINE_FIELDS, DataSpec, accuracy_layers, deploy_input, deploy_prob, dg_loss,
+from .layers import (DataSpec, accuracy_layers, deploy_input, deploy_prob, dg_loss,
                      dummy_data, gg_loss, set_engine, test_data_layer, train_data)
 
 WHOLE_FLOAT = re.compile(r"^(\s*\w+: -?\d+)\.0$", re.M)
@@ -107,6 +107,11 @@ IMAGENET_DATA = DataSpec(
 # the labelled subset and the rest, unlabelled (the semi-supervised split tool)
 IMAGENET_SEMI_DATA = replace(IMAGENET_DATA, train_source="data/imagenet/semi/labelled_lmdb",
                              unlabelled_source="data/imagenet/semi/unlabelled_lmdb")
+# the file names of the ImageNet nets' variants under models/<key>/ (upstream's
+# models/bvlc_alexnet naming: train_val + deploy)
+IMAGENET_FILES = {"dg": "train_val_dg.prototxt", "gg": "train_val_gg.prototxt",
+                  "semi_gg": "train_val_semi_gg.prototxt",
+                  "semi_dg": "train_val_semi_dg.prototxt", "deploy": "deploy.prototxt"}
 
 
 # Tiny ImageNet (tools/make_imagenet_lmdb.py on tiny-imagenet-200 -> data/tiny_imagenet):

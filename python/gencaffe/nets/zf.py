@@ -35,7 +35,8 @@ parameters at 200 classes against 62.4 M at 1000.
 """
 from .layers import (conv, constant, dropout, gaussian, inner_product, lrn, max_pool,
                      relu)
-from .variants import IMAGENET_DATA, IMAGENET_SEMI_DATA, Architecture, tiny_imagenet
+from .variants import (IMAGENET_DATA, IMAGENET_FILES, IMAGENET_SEMI_DATA, Architecture,
+                       tiny_imagenet)
 
 W = gaussian(0.01)
 B = constant(0)
@@ -86,9 +87,7 @@ ARCH = Architecture(
     accuracy_top_k=(1, 5),
     data=IMAGENET_DATA.with_crop(224),
     semi_data=IMAGENET_SEMI_DATA.with_crop(224),
-    files={"dg": "train_val_dg.prototxt", "gg": "train_val_gg.prototxt",
-           "semi_gg": "train_val_semi_gg.prototxt",
-           "semi_dg": "train_val_semi_dg.prototxt", "deploy": "deploy.prototxt"},
+    files=IMAGENET_FILES,
     about=("ZF-net (Zeiler & Fergus 2014, Fig. 3; the journal's 'ZeilerFergusNet\n"
            "(fast)'): 224x224 crops of 256x256 images; see python/gencaffe/nets/zf.py\n"
            "for the layer table followed. Data: tools/make_imagenet_lmdb.py -> data/imagenet/."),
