@@ -5,7 +5,6 @@ the output prefix and (for smoke runs) a shorter schedule, and writes the copy
 into the run's own directory.
 """
 import math
-import os
 
 from .atomic_io import atomic_write
 
