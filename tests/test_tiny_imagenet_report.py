@@ -53,3 +53,38 @@ def test_reading_flags_a_run_that_did_not_learn_and_skips_unfinished_nets():
     text = "\n".join(report.reading(results, ["alexnet", "zf"], classes=200))
     assert "below chance (99.5 %)? **no** (the highest: GG seed 1, 99.40 %)" in text
     assert "ZF" not in text
+
+
+def curves(approach, displays, tests, arch="50k"):
+    return report.RunResult(arch, approach, 1, displays=displays, tests=tests)
+
+
+def test_semi_curves_put_each_loss_on_its_own_axes_and_stage_one_once(tmp_path):
+    """Semi GG's Eq. 19 loss (near 0) and DG's softmax loss (near ln 200)
+    do not share axes; the tuning stage is drawn from the switch on only."""
+    pytest.importorskip("matplotlib")
+    from gencaffe.experiments import plots
+    from gencaffe.experiments import tiny_imagenet_semi as semi
+    dg = curves("dg", [(0.5, 5.3, "DG"), (8.5, 4.0, "DG")], [(1, 0.01, None), (9, 0.1, None)])
+    semi_gg = curves("semi_gg", [(0.5, 0.45, "GG"), (5.5, 0.2, "GG")],
+                     [(1, 0.01, None), (6, 0.08, None)])
+    # semi GG + DG tuning carries the semi GG run's first 6 epochs in front
+    tuned = curves("semi_gg_dg", semi_gg.displays + [(6.5, 4.2, "DG"), (8.5, 3.9, "DG")],
+                   semi_gg.tests + [(7, 0.12, None), (9, 0.15, None)])
+    row = plots.EpochRow("50k labels", 9, 6,
+                         [("dg", dg, -1), ("semi_gg", semi_gg, -1), ("semi_gg_dg", tuned, 6)])
+    fig = plots.epoch_curves_figure(
+        [row], [("DG", "DG loss", (5.3, "chance")), ("GG", "semi GG loss", None)],
+        {"dg": "b", "semi_gg": "r", "semi_gg_dg": "g"}, semi.TITLES, 200, "switch")
+    ax_dg, ax_gg, ax_acc = fig.axes
+
+    def drawn(ax):   # label -> x values of the data lines (not the reference lines)
+        return {line.get_label(): list(line.get_xdata()) for line in ax.lines
+                if len(line.get_xdata()) > 0 and line.get_linestyle() == "-"}
+
+    assert drawn(ax_dg) == {semi.TITLES["dg"]: [0.5, 8.5], semi.TITLES["semi_gg_dg"]: [6.5, 8.5]}
+    assert drawn(ax_gg) == {semi.TITLES["semi_gg"]: [0.5, 5.5]}
+    assert drawn(ax_acc) == {semi.TITLES["dg"]: [1, 9], semi.TITLES["semi_gg"]: [1, 6],
+                             semi.TITLES["semi_gg_dg"]: [7, 9]}
+    plots.save_png(fig, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

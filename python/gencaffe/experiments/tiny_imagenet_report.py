@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .. import solver_config
-from ..atomic_io import atomic_write
-from . import caffe_runs
+from . import caffe_runs, plots
 from . import tiny_imagenet as tiny
 
 # Table 2 of Dai, Lu & Wu (2016): top-1 error %, ILSVRC-2012 val, 224-px crops
@@ -319,57 +318,22 @@ def table_markdown(settings, data, schedules, results, command) -> str:
 
 
 def plot_curves(schedules, results, path, data):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The curves of every seed: a row per net; DG loss, GG loss, accuracy."""
     colours = {"dg": "tab:blue", "gg": "tab:orange", "gg_dg": "tab:green", "control": "tab:red"}
-    archs = list(schedules)
-    fig, axes = plt.subplots(max(1, len(archs)), 3, figsize=(16, 4.4 * max(1, len(archs))),
-                             squeeze=False)
-    for row, arch in enumerate(archs):
-        ax_dg, ax_gg, ax_acc = axes[row]
-        for approach in tiny.APPROACHES:
-            runs = [r for r in results if r.arch == arch and r.approach == approach]
-            for index, r in enumerate(runs):
-                label = tiny.TITLES[approach] if index == 0 else None
-                # a two-stage run's stage 1 is the GG / DG run's curve: drawn once, there
-                after = schedules[arch].switch if approach in tiny.STAGE1_OF else -1
-                for kind, ax in (("DG", ax_dg), ("GG", ax_gg)):
-                    points = [(x, y) for x, y, k in r.displays if k == kind and x > after]
-                    if points:
-                        xs, ys = zip(*points)
-                        ax.plot(xs, ys, color=colours[approach], lw=0.8, alpha=0.7, label=label)
-                tests = [(x, a) for x, a, _ in r.tests if a is not None and x > after]
-                if tests:
-                    xs, ys = zip(*tests)
-                    ax_acc.plot(xs, ys, color=colours[approach], marker="o", ms=3, lw=1.2,
-                                label=label)
-        switch = schedules[arch].switch
-        for ax in (ax_dg, ax_gg, ax_acc):
-            ax.set_xlim(0, schedules[arch].epochs)
-            ax.axvline(switch, color="grey", ls=":", lw=1)
-            ax.set_xlabel("epoch (dotted: GG+DG / control switch)")
-            ax.grid(alpha=0.3)
-        ax_dg.axhline(math.log(data.classes), color="grey", lw=0.8, ls="--",
-                      label="chance, ln %d" % data.classes)
-        ax_gg.axhline(-math.log(data.classes), color="grey", lw=0.8, ls="--",
-                      label="-ln %d" % data.classes)
-        ax_acc.axhline(1.0 / data.classes, color="grey", lw=0.8, ls="--", label="chance")
-        ax_dg.set_title("%s: train loss, DG (SoftmaxWithLoss)" % ARCH_NAMES[arch])
-        ax_gg.set_title("%s: train loss, GG (GenerativeLoss)" % ARCH_NAMES[arch])
-        ax_acc.set_title("%s: val top-1 accuracy (centre crop)" % ARCH_NAMES[arch])
-        ax_dg.set_ylabel("batch loss")
-        ax_gg.set_ylabel("batch loss")
-        ax_acc.set_ylabel("accuracy")
-        for ax in (ax_dg, ax_gg, ax_acc):
-            handles, labels = ax.get_legend_handles_labels()
-            if handles:
-                ax.legend(fontsize=7)
-    fig.suptitle("Tiny ImageNet-200, every seed (one line each)")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=80)
-    plt.close(fig)
+    rows = []
+    for arch, sched in schedules.items():
+        # a two-stage run's stage 1 is the GG / DG run's curve: drawn once, there
+        runs = [(approach, r, sched.switch if approach in tiny.STAGE1_OF else -1)
+                for approach in tiny.APPROACHES
+                for r in results if r.arch == arch and r.approach == approach]
+        rows.append(plots.EpochRow(ARCH_NAMES[arch], sched.epochs, sched.switch, runs))
+    chance = math.log(data.classes)
+    fig = plots.epoch_curves_figure(
+        rows, [("DG", "train loss, DG (SoftmaxWithLoss)", (chance, "chance, ln %d" % data.classes)),
+               ("GG", "train loss, GG (GenerativeLoss)", (-chance, "-ln %d" % data.classes))],
+        colours, tiny.TITLES, data.classes, "GG+DG / control switch",
+        suptitle="Tiny ImageNet-200, every seed (one line each)")
+    plots.save_png(fig, path)
 
 
 def writer(settings, data, paths, argv):

@@ -5,13 +5,13 @@ paired difference semi GG + DG - DG, the paper's full-ImageNet numbers beside,
 the cost, the curves, and for every finished semi GG run the unlabelled
 term's diagnostics and the Bayes-rule reading (gencaffe.experiments.
 semi_diagnostics, cached in the run's diagnostics.json)."""
+import math
 import os
 import statistics
 from typing import Dict, List, Optional
 
 from .. import solver_config
-from ..atomic_io import atomic_write
-from . import caffe_runs, semi_diagnostics
+from . import caffe_runs, plots, semi_diagnostics
 from . import tiny_imagenet_semi as semi
 from .tiny_imagenet_report import RunResult, _num, mean_sd, read_chunks
 
@@ -230,39 +230,20 @@ def writer(settings, data, paths, argv):
 
 
 def plot_curves_semi(sched, results, path, data):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The curves of every seed: a row per labelled share; the DG loss (DG on
+    the labelled subset, and the tuning stage), semi GG's Eq. 19 loss (its
+    own axes: the unlabelled term puts it on another scale), accuracy."""
     colours = {"dg": "tab:blue", "semi_gg": "tab:orange", "semi_gg_dg": "tab:green"}
-    fractions = list(dict.fromkeys(r.arch for r in results)) or ["-"]
-    fig, axes = plt.subplots(len(fractions), 2, figsize=(12, 4.2 * len(fractions)),
-                             squeeze=False)
-    for row, fraction in enumerate(fractions):
-        ax_loss, ax_acc = axes[row]
-        for approach in semi.APPROACHES:
-            runs = [x for x in results if x.arch == fraction and x.approach == approach]
-            for index, r in enumerate(runs):
-                after = sched.switch if approach == "semi_gg_dg" else -1
-                label = semi.TITLES[approach] if index == 0 else None
-                points = [(x, y) for x, y, _ in r.displays if x > after]
-                if points:
-                    ax_loss.plot(*zip(*points), color=colours[approach], lw=0.8, label=label)
-                tests = [(x, a) for x, a, _ in r.tests if a is not None and x > after]
-                if tests:
-                    ax_acc.plot(*zip(*tests), color=colours[approach], marker="o", ms=3,
-                                label=label)
-        for ax in (ax_loss, ax_acc):
-            ax.set_xlim(0, sched.epochs)
-            ax.axvline(sched.switch, color="grey", ls=":", lw=1)
-            ax.set_xlabel("epoch (dotted: semi GG -> DG tuning)")
-            ax.grid(alpha=0.3)
-        ax_acc.axhline(1.0 / data.classes, color="grey", lw=0.8, ls="--", label="chance")
-        ax_loss.set_title("%s labels: train loss (semi GG: Eq. 19; DG: softmax)" % fraction)
-        ax_acc.set_title("%s labels: val top-1 accuracy (centre crop)" % fraction)
-        for ax in (ax_loss, ax_acc):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=80)
-    plt.close(fig)
+    rows = []
+    for fraction in list(dict.fromkeys(r.arch for r in results)) or ["-"]:
+        runs = [(approach, r, sched.switch if approach == "semi_gg_dg" else -1)
+                for approach in semi.APPROACHES
+                for r in results if r.arch == fraction and r.approach == approach]
+        rows.append(plots.EpochRow("%s labels" % fraction, sched.epochs, sched.switch, runs))
+    fig = plots.epoch_curves_figure(
+        rows, [("DG", "train loss, DG (SoftmaxWithLoss)",
+                (math.log(data.classes), "chance, ln %d" % data.classes)),
+               ("GG", "train loss, semi GG (Eq. 19)", None)],
+        colours, semi.TITLES, data.classes, "semi GG -> DG tuning",
+        suptitle="Tiny ImageNet-200, Table 3: every seed (one line each)")
+    plots.save_png(fig, path)
