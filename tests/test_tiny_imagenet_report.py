@@ -35,8 +35,9 @@ def test_reading_says_yes_only_when_every_seed_agrees_and_no_when_the_mean_disag
     results += [finished("gg", s, e) for s, e in ((1, 85.0), (2, 86.0), (3, 84.0))]
     results += [finished("gg_dg", s, e) for s, e in ((1, 79.0), (2, 81.5), (3, 81.0))]
     results += [finished("control", s, e) for s, e in ((1, 78.0), (2, 80.0), (3, 81.0))]
-    text = "\n".join(report.reading(results, ["alexnet"], classes=200))
-    assert "below chance (99.5 %)? yes (the highest: GG seed 2, 86.00 %)" in text
+    text = "\n".join(report.reading(results, ["alexnet"], classes=200, val_count=10000))
+    assert "below chance (99.5 %) by more than 5 standard errors of guessing on 10000 " \
+           "val images (99.15 %)? yes (the highest: GG seed 2, 86.00 %)" in text
     assert "GG alone is worse than DG? yes, in every seed: GG - DG = +4.00 ± 1.73 pp over 3 " \
            "seed(s) (s1 +5.00, s2 +5.00, s3 +2.00); paper, full ImageNet: +5.1." in text
     # GG+DG - DG: -1, +0.5, -1: on average only
@@ -50,8 +51,8 @@ def test_reading_says_yes_only_when_every_seed_agrees_and_no_when_the_mean_disag
 def test_reading_flags_a_run_that_did_not_learn_and_skips_unfinished_nets():
     results = [finished("dg", 1, 60.0), finished("gg", 1, 99.4),
                report.RunResult("zf", "dg", 1, epochs_done=2, epochs_total=9)]
-    text = "\n".join(report.reading(results, ["alexnet", "zf"], classes=200))
-    assert "below chance (99.5 %)? **no** (the highest: GG seed 1, 99.40 %)" in text
+    text = "\n".join(report.reading(results, ["alexnet", "zf"], classes=200, val_count=10000))
+    assert "(99.15 %)? **no** (the highest: GG seed 1, 99.40 %)" in text
     assert "ZF" not in text
 
 
@@ -88,3 +89,48 @@ def test_semi_curves_put_each_loss_on_its_own_axes_and_stage_one_once(tmp_path):
                              semi.TITLES["semi_gg_dg"]: [7, 9]}
     plots.save_png(fig, str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def semi_diagnostics_of(largest_share, pseudo=0.008, labelled_term=0.06):
+    return {"labelled_batch": 10, "unlabelled_batch": 240, "unlabeled_weight": 0.1,
+            "snapshots": [{"iteration": 1440, "largest_class_share": largest_share,
+                           "class_entropy": 0.23, "pseudo_accuracy": pseudo,
+                           "labelled_term": labelled_term}],
+            "final": {"generative_test_accuracy": 0.0082}}
+
+
+def test_semi_reading_names_a_collapsed_unlabelled_term_and_the_weight_of_its_sum():
+    from gencaffe.experiments import tiny_imagenet_semi_report as semi_report
+    dg = finished("dg", 1, 96.0, arch="50k")
+    tuned = finished("semi_gg_dg", 1, 95.0, arch="50k")
+    alone = finished("semi_gg", 1, 99.5, arch="50k")     # its arg-max at chance: not "learning"
+    alone.diagnostics = semi_diagnostics_of(0.478)
+    lines = semi_report.reading([dg, tuned, alone], ["50k"], 200, 10000)
+    text = "\n".join(lines)
+    # 96 % error is 3.5 points from chance, but 50 standard errors of guessing on 10,000 images
+    assert "learning: every finished DG and semi GG + DG tuning run's 5-crop top-1 error below " \
+           "chance (99.5 %) by more than 5 standard errors of guessing on 10000 val images " \
+           "(99.15 %)? yes (the highest: DG, labelled subset only seed 1, 96.00 %)" in text
+    assert "semi GG + DG tuning beats DG? yes, in every seed" in text
+    assert "= -1.00 pp over 1 seed(s) (s1 -1.00); paper, full ImageNet: -3.0" in text
+    assert "spreads over the classes? **no**, it collapses: at its last snapshot it gives " \
+           "47.8 % of the unlabelled images to one class (even: 0.5 %" in text
+    # 0.1 x 240 = 24 against 10 labelled: 71 % of the batch's loss
+    assert "weighs lambda x 240 = 24.0 against 10 labelled images (71 % of the loss)" in text
+    assert "Bayes rule: 99.18 % top-1 error" in text
+
+    alone.diagnostics = semi_diagnostics_of(0.02)         # 4x even: not collapsed
+    assert "spreads over the classes? yes:" in "\n".join(
+        semi_report.reading([alone], ["50k"], 200, 10000))
+
+
+def test_semi_reading_says_no_when_tuning_loses_and_nothing_before_runs_finish():
+    from gencaffe.experiments import tiny_imagenet_semi_report as semi_report
+    runs = [finished("dg", s, 90.0, arch="300k") for s in (1, 2)] + \
+        [finished("semi_gg_dg", 1, 89.0, arch="300k"), finished("semi_gg_dg", 2, 92.0, arch="300k")]
+    text = "\n".join(semi_report.reading(runs, ["300k"], 200, 10000))
+    assert "semi GG + DG tuning beats DG? **no**: semi-supervised GG + DG tuning - DG, " \
+           "labelled subset only = +0.50 ± 2.12 pp over 2 seed(s) (s1 -1.00, s2 +2.00); " \
+           "paper, full ImageNet: -3.6" in text
+    unfinished = report.RunResult("300k", "dg", 1, epochs_done=3, epochs_total=9)
+    assert semi_report.reading([unfinished], ["300k"], 200, 10000) == []

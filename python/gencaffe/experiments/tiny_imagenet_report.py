@@ -144,21 +144,66 @@ def paired(results: List[RunResult], arch: str, first: str, second: str):
     return seeds, [by[(first, s)].top1_error - by[(second, s)].top1_error for s in seeds]
 
 
-def reading(results: List[RunResult], archs: List[str], classes: int) -> List[str]:
+def claim_line(name: str, claim: str, first_title: str, second_title: str,
+               seeds: List[int], diffs: List[float], sign: int,
+               paper: Optional[float]) -> str:
+    """One statement on a paired difference first - second (percentage
+    points, one per seed): sign -1 claims first is lower, +1 higher, 0 no
+    claim (the mean is stated). "yes" only if every seed agrees."""
+    mean = statistics.mean(diffs)
+    spread = statistics.stdev(diffs) if len(diffs) > 1 else None
+    if sign == 0:
+        verdict = "%+.2f pp" % mean
+    elif all(d * sign > 0 for d in diffs):
+        verdict = "yes, in every seed"
+    elif mean * sign > 0:
+        verdict = "on average, not in every seed"
+    else:
+        verdict = "**no**"
+    return "* %s, %s? %s: %s - %s = %+.2f%s pp over %d seed(s) (%s)%s." % (
+        name, claim, verdict, first_title, second_title, mean,
+        "" if spread is None else " ± %.2f" % spread, len(seeds),
+        ", ".join("s%d %+.2f" % (s, d) for s, d in zip(seeds, diffs)),
+        "" if paper is None else "; paper, full ImageNet: %+.1f" % paper)
+
+
+LEARNING_Z = 5.0   # standard errors of a guessing classifier that "learns" must clear
+
+
+def learning_threshold(classes: int, val_count: int, z: float = LEARNING_Z) -> float:
+    """The top-1 error (%) a net must stay below to count as learning:
+    chance, 1 - 1/C, less z standard errors of a guessing classifier's
+    accuracy on val_count images (binomial); 99.15 % for 200 classes and
+    10,000 images."""
+    p = 1.0 / classes
+    return 100.0 * (1.0 - p - z * math.sqrt(p * (1.0 - p) / val_count))
+
+
+def learning_line(name: str, who: str, worst: RunResult, title: str, classes: int,
+                  val_count: int) -> str:
+    """The statement that every finished run of `who` learned, judged on the
+    worst of them."""
+    threshold = learning_threshold(classes, val_count)
+    return ("* %s, learning: %s below chance (%.1f %%) by more than %g standard errors of "
+            "guessing on %d val images (%.2f %%)? %s (the highest: %s seed %d, %.2f %%)." % (
+                name, who, 100.0 * (1 - 1.0 / classes), LEARNING_Z, val_count, threshold,
+                "yes" if worst.top1_error < threshold else "**no**", title, worst.seed,
+                worst.top1_error))
+
+
+def reading(results: List[RunResult], archs: List[str], classes: int,
+            val_count: int) -> List[str]:
     """Plain statements of what the finished runs say against the paper's
     claims, each with its numbers; nothing for what has not finished."""
     lines = []
-    chance = 100.0 * (1 - 1.0 / classes)
     for arch in archs:
         name = ARCH_NAMES[arch]
         done = [r for r in results if r.arch == arch and r.complete]
         if not done:
             continue
         worst = max(done, key=lambda r: r.top1_error)
-        lines.append("* %s, learning: every finished run's 5-crop top-1 error is below chance "
-                     "(%.1f %%)? %s (the highest: %s seed %d, %.2f %%)." % (
-                         name, chance, "yes" if worst.top1_error < chance - 5.0 else "**no**",
-                         tiny.TITLES[worst.approach], worst.seed, worst.top1_error))
+        lines.append(learning_line(name, "every finished run's 5-crop top-1 error",
+                                   worst, tiny.TITLES[worst.approach], classes, val_count))
         claims = (("gg", "dg", "GG alone is worse than DG", +1,
                    PAPER_TOP1[arch]["gg"] - PAPER_TOP1[arch]["dg"]),
                   ("gg_dg", "dg", "GG+DG beats DG", -1,
@@ -167,24 +212,9 @@ def reading(results: List[RunResult], archs: List[str], classes: int) -> List[st
                   ("control", "dg", "the restart alone changes DG's error", 0, None))
         for first, second, claim, sign, paper in claims:
             seeds, diffs = paired(results, arch, first, second)
-            if not diffs:
-                continue
-            mean = statistics.mean(diffs)
-            spread = statistics.stdev(diffs) if len(diffs) > 1 else None
-            consistent = all(d * sign > 0 for d in diffs) if sign else None
-            if sign == 0:
-                verdict = "%+.2f pp" % mean
-            elif consistent:
-                verdict = "yes, in every seed"
-            elif mean * sign > 0:
-                verdict = "on average, not in every seed"
-            else:
-                verdict = "**no**"
-            lines.append("* %s, %s? %s: %s - %s = %+.2f%s pp over %d seed(s) (%s)%s." % (
-                name, claim, verdict, tiny.TITLES[first], tiny.TITLES[second], mean,
-                "" if spread is None else " ± %.2f" % spread, len(seeds),
-                ", ".join("s%d %+.2f" % (s, d) for s, d in zip(seeds, diffs)),
-                "" if paper is None else "; paper, full ImageNet: %+.1f" % paper))
+            if diffs:
+                lines.append(claim_line(name, claim, tiny.TITLES[first], tiny.TITLES[second],
+                                        seeds, diffs, sign, paper))
     return lines
 
 
@@ -305,7 +335,7 @@ def table_markdown(settings, data, schedules, results, command) -> str:
                              ARCH_NAMES[arch], mean, len(accuracies),
                              min(a for a, _, _ in ANCHORS) - mean,
                              max(a for a, _, _ in ANCHORS) - mean))
-    statements = reading(results, archs, data.classes)
+    statements = reading(results, archs, data.classes, data.val_count)
     lines += ["", "## What agrees with the paper, and what does not", ""]
     lines += statements or ["Nothing to say yet: no run has finished its 5-crop evaluation."]
     total = sum(r.train_seconds for r in results if r.approach in ("dg", "gg")) + sum(

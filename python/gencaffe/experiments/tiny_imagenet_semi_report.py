@@ -13,7 +13,12 @@ from typing import Dict, List, Optional
 from .. import solver_config
 from . import caffe_runs, plots, semi_diagnostics
 from . import tiny_imagenet_semi as semi
-from .tiny_imagenet_report import RunResult, _num, mean_sd, read_chunks
+from .tiny_imagenet_report import (RunResult, _num, claim_line, learning_line, mean_sd,
+                                   paired, read_chunks)
+
+# A class given this many times its even share (1/C) of the unlabelled images
+# counts as the unlabelled term collapsing onto it.
+COLLAPSE_FACTOR = 10.0
 
 
 def collect_run(settings, data, fraction, seed, approach, sched, manifest) -> RunResult:
@@ -144,8 +149,62 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
                                            "- (no paired seeds yet)",
                                            ", ".join("s%d %+.2f" % p for p in zip(seeds, diffs))
                                            or "-"))
+    lines += ["", "## What agrees with the paper, and what does not", ""]
+    lines += reading(results, fractions, data.classes, data.val_count) or [
+        "Nothing to say yet: no run has finished."]
     lines += [""] + diagnostics_markdown(sched, results, fractions) + [""]
     return "\n".join(lines)
+
+
+def term_weights(diagnostics: dict) -> tuple:
+    """(labelled images, lambda x unlabelled images) of one mixed batch: how
+    much each of Eq. 19's two sums weighs in the batch's loss."""
+    return (diagnostics["labelled_batch"],
+            diagnostics["unlabeled_weight"] * diagnostics["unlabelled_batch"])
+
+
+def reading(results: List[RunResult], fractions, classes: int, val_count: int) -> List[str]:
+    """Plain statements of what the finished runs say, each with its numbers:
+    learning, semi GG + DG against DG (the paper's claim), and what semi GG's
+    unlabelled term did; nothing for what has not finished."""
+    lines = []
+    for fraction in fractions:
+        name = "%s labels" % fraction
+        # semi GG alone's arg-max rests on per-class offsets that GG cannot learn:
+        # it is read by its Bayes rule below, not here
+        done = [r for r in results if r.arch == fraction and r.complete
+                and r.approach != "semi_gg"]
+        if done:
+            worst = max(done, key=lambda r: r.top1_error)
+            lines.append(learning_line(name, "every finished DG and semi GG + DG tuning run's "
+                                       "5-crop top-1 error", worst, semi.TITLES[worst.approach],
+                                       classes, val_count))
+        seeds, diffs = paired(results, fraction, "semi_gg_dg", "dg")
+        if diffs:
+            paper = semi.PAPER_TOP1[fraction]
+            lines.append(claim_line(name, "semi GG + DG tuning beats DG",
+                                    semi.TITLES["semi_gg_dg"], semi.TITLES["dg"], seeds, diffs,
+                                    -1, paper["semi_gg_dg"] - paper["dg"]))
+        for r in _diagnosed(results, fraction):
+            last = r.diagnostics["snapshots"][-1]
+            labelled, unlabelled = term_weights(r.diagnostics)
+            collapsed = last["largest_class_share"] > COLLAPSE_FACTOR / classes
+            final = r.diagnostics.get("final")
+            lines.append(
+                "* %s seed %d, semi GG's unlabelled term spreads over the classes? %s: at its "
+                "last snapshot it gives %.1f %% of the unlabelled images to one class (even: "
+                "%.1f %%; class entropy %.2f of ln C), its pseudo-labels are right for %.1f %% "
+                "(chance %.1f %%), the labelled images' mean log p_y(x) is %+.2f; in a batch "
+                "the unlabelled sum weighs lambda x %d = %.1f against %d labelled images "
+                "(%.0f %% of the loss)%s." % (
+                    name, r.seed, "**no**, it collapses" if collapsed else "yes",
+                    100 * last["largest_class_share"], 100.0 / classes,
+                    last["class_entropy"], 100 * last["pseudo_accuracy"], 100.0 / classes,
+                    last["labelled_term"], r.diagnostics["unlabelled_batch"], unlabelled,
+                    labelled, 100 * unlabelled / (labelled + unlabelled),
+                    "" if not final else "; the final net's Bayes rule: %.2f %% top-1 error" % (
+                        100 * (1 - final["generative_test_accuracy"]))))
+    return lines
 
 
 def _diagnosed(results, fraction) -> List[RunResult]:
@@ -176,22 +235,28 @@ def diagnostics_markdown(sched, results: List[RunResult], fractions) -> List[str
              "Eq. 19's max picks, argmax_y [log p_y(x) + log rho_y] with the batch's "
              "normaliser, against the true label (**pseudo acc.**), the net's own arg-max "
              "(**classifier acc.**), how often the two agree, the largest share of the "
-             "unlabelled images given to one class (1/200 = 0.005 is even) and the layer's "
-             "ESS top; mean over seeds. Caffe's GenerativeLoss checks the recomputed loss and "
+             "unlabelled images given to one class (1/200 = 0.005 is even), the layer's "
+             "ESS top, and Eq. 19's two terms per image: the labelled images' log p_y(x) at "
+             "their label (the batch estimate of log p_y(x) / q(x): 0 = no likelier under "
+             "its class than an average train image) and the unlabelled images' log p_y(x) + "
+             "log rho_y at the class the max picks; mean over seeds. Caffe's GenerativeLoss checks the recomputed loss and "
              "ESS on every snapshot's first batch.", "",
              "| labelled | epoch | pseudo acc. | classifier acc. | agreement | largest class "
-             "share | class entropy / ln C | ESS | seeds |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "share | class entropy / ln C | ESS | labelled log p | unlabelled log p + log rho "
+             "| seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     any_rows = False
     for fraction in fractions:
         runs = _diagnosed(results, fraction)
         for epoch, m in _epoch_means(runs, sched.iters_per_epoch).items():
             any_rows = True
-            lines.append("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %d |" % (
-                fraction, epoch, m["pseudo_accuracy"], m["classifier_accuracy"], m["agreement"],
-                m["largest_class_share"], m["class_entropy"], m["ess"], len(runs)))
+            lines.append("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f "
+                         "| %d |" % (
+                             fraction, epoch, m["pseudo_accuracy"], m["classifier_accuracy"],
+                             m["agreement"], m["largest_class_share"], m["class_entropy"],
+                             m["ess"], m["labelled_term"], m["unlabelled_term"], len(runs)))
     if not any_rows:
-        lines.append("| (no semi GG run has finished yet) | | | | | | | | |")
+        lines.append("| (no semi GG run has finished yet) | | | | | | | | | | |")
     lines += ["", "Val top-1 error (%, centre crop) of the final semi GG nets read two ways: "
               "the net's arg-max argmax_y f_y(x) (what Caffe's Accuracy layer reports), and the "
               "generative model's Bayes rule argmax_y [f_y(x) - log Z_y + log rho_y], log Z_y = "
