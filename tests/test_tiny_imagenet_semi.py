@@ -44,6 +44,28 @@ def test_schedule_gives_both_approaches_the_same_budget():
     assert (sched.epochs, sched.switch) == (3, 2)
 
 
+def test_uniform_prior_option_drops_rho_from_the_semi_gg_net_and_the_report_says_so():
+    pytest.importorskip("caffe.proto.caffe_pb2", reason="the nets are written with caffe_pb2")
+    from gencaffe.experiments import tiny_imagenet_semi as semi
+    from gencaffe.experiments import tiny_imagenet_semi_report as report
+    from gencaffe.experiments.imagenet_data import DataInfo
+    data = DataInfo("d", 3, 120, 6, "f")
+    manifest = {"counts": {"labelled": 28, "unlabelled": 92}, "pool": 120,
+                "class_prior": [0.5, 0.25, 0.25]}
+    paper = semi.Settings(repo=REPO, caffe=CAFFE)
+    net = semi.net_text(paper, data, "semi_gg", "300k", 1, manifest)
+    assert net.count("class_prior: ") == 3 and "class_prior: 0.5" in net
+    uniform = dataclasses.replace(paper, uniform_prior=True)
+    assert "class_prior" not in semi.net_text(uniform, data, "semi_gg", "300k", 1, manifest)
+    assert report.eq19_settings_text(paper) == (
+        "lambda 0.1", "rho = the labelled class frequencies",
+        "each batch holding the subset's share of labelled images")
+    assert report.eq19_settings_text(uniform)[1] == (
+        "rho uniform (option; the paper: the class frequencies, here the labelled subset's)")
+    assert report.eq19_settings_text(dataclasses.replace(paper, unlabeled_weight=0.02))[0] == \
+        "lambda 0.02 (option; the paper: 0.1)"
+
+
 @needs_caffe
 def test_runs_splits_mixed_batches_and_tuning(tmp_path):
     tiny_tree.make(tmp_path / "tree", classes=3, train_per_class=40, val_per_class=2)

@@ -57,6 +57,10 @@ def build_parser():
                           "share of the train set, as the paper's random batches)")
     exp.add_argument("--unlabeled-weight", type=float, default=0.0,
                      help="lambda of Eq. 19 (default: the paper's 0.1)")
+    exp.add_argument("--uniform-prior", action="store_true",
+                     help="rho of Eq. 19 uniform, 1/C (default: the labelled subset's class "
+                          "frequencies, the paper's 'class frequency'; with few labels per class "
+                          "those are noisy estimates of a balanced set's prior)")
     exp.add_argument("--epochs", type=positive_int, default=None,
                      help="epochs per approach (default: the committed solvers' 9; the switch "
                           "to DG tuning, 6, scales with it; the learning-rate step stays every 20 "
@@ -92,6 +96,7 @@ def main(argv=None):
         fractions=args.fractions, semi_seeds=args.seeds, seeds={semi.ARCH: args.seeds},
         train_batch=args.batch, approaches=args.approaches, balanced=args.balanced,
         labelled_share=args.labelled_share, unlabeled_weight=args.unlabeled_weight,
+        uniform_prior=args.uniform_prior,
         epochs=args.epochs, diagnostic_batches=args.diagnostic_batches,
         **epoch_runs_cli.running_settings(args))
     return epoch_runs_cli.main(settings, args, argv,

@@ -64,6 +64,7 @@ class Settings(tiny.Settings):
     balanced: bool = False                 # the paper: "a random subset"
     labelled_share: float = 0.0            # 0: the subset's own share of the train set
     unlabeled_weight: float = 0.0          # 0: the generator's lambda (0.1, the paper's)
+    uniform_prior: bool = False            # the paper: rho = class frequencies (here the subset's)
     diagnostic_batches: int = 20           # mixed batches per semi GG snapshot (0: none)
     archs: Sequence[str] = (ARCH,)
     seeds: Dict[str, Sequence[int]] = field(default_factory=dict)
@@ -137,7 +138,7 @@ def net_text(settings: Settings, data: DataInfo, approach: str, fraction: str, s
             arch, split_dir(settings, fraction, seed), manifest, data=base,
             num_classes=data.classes, labelled_share=share,
             unlabeled_weight=settings.unlabeled_weight or None,
-            uniform_prior=VARIANT[approach] == "semi_dg")
+            uniform_prior=settings.uniform_prior or VARIANT[approach] == "semi_dg")
     except ValueError as err:
         raise tiny.TinyError(str(err)) from None
     return variants.prototxt(arch, VARIANT[approach], net_options,

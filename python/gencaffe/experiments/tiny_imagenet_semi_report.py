@@ -94,7 +94,21 @@ def collect(settings, data):
     return sched, results
 
 
+def eq19_settings_text(settings) -> tuple:
+    """How lambda, rho and the batches' labelled share were set, each saying
+    whether it is the paper's choice or an option that departs from it."""
+    lam = ("lambda %g (option; the paper: 0.1)" % settings.unlabeled_weight
+           if settings.unlabeled_weight else "lambda 0.1")
+    prior = ("rho uniform (option; the paper: the class frequencies, here the labelled "
+             "subset's)" if settings.uniform_prior else "rho = the labelled class frequencies")
+    share = ("each batch %.3f labelled (option; the paper's random batches: the subset's "
+             "share)" % settings.labelled_share if settings.labelled_share else
+             "each batch holding the subset's share of labelled images")
+    return lam, prior, share
+
+
 def table_markdown(settings, data, sched, results: List[RunResult], command: str) -> str:
+    lam, prior, share = eq19_settings_text(settings)
     lines = [
         "# Table 3 on Tiny ImageNet-200: semi-supervised GG + DG tuning against DG",
         "",
@@ -109,12 +123,11 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
                        for f in semi.FRACTIONS),
             "class-balanced" if settings.balanced else "uniformly at random (the paper)"),
         "* AlexNet (`models/alexnet_tiny`), batch %d, %d epochs of %d iterations for both "
-        "approaches; semi GG (Eq. 19, lambda 0.1, rho = the labelled class frequencies, "
-        "each batch holding the subset's share of labelled images) for %d, then DG tuning on "
+        "approaches; semi GG (Eq. 19, %s, %s, %s) for %d, then DG tuning on "
         "the labelled subset at base_lr 0.003 for %d; lr / 10 every %d iterations" % (
-            semi.tiny.batches(semi.ARCH, data, settings)[0], sched.epochs, sched.iters_per_epoch, sched.switch,
-            sched.epochs - sched.switch,
-            sched.stepsize),
+            semi.tiny.batches(semi.ARCH, data, settings)[0], sched.epochs,
+            sched.iters_per_epoch, lam, prior, share, sched.switch,
+            sched.epochs - sched.switch, sched.stepsize),
         "* error: 5-crop (`tools/eval_crops.py`, the paper's protocol) and centre crop (the "
         "last test pass); chance top-1 error %.1f %%" % (100.0 * (1 - 1.0 / data.classes)),
         "",
