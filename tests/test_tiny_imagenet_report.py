@@ -119,6 +119,15 @@ def test_semi_reading_names_a_collapsed_unlabelled_term_and_the_weight_of_its_su
     assert "weighs lambda x 240 = 24.0 against 10 labelled images (71 % of the loss)" in text
     assert "Bayes rule: 99.18 % top-1 error" in text
 
+    assert "ranked by rho" not in text                   # no prior given: nothing to rank
+
+    # the term's favourite classes against rho: class 2 has the largest prior
+    alone.diagnostics["snapshots"][0]["class_share"] = [0.1, 0.0, 0.6, 0.3]
+    alone.class_prior = [0.2, 0.2, 0.4, 0.2]
+    text = "\n".join(semi_report.reading([alone], ["50k"], 200, 10000))
+    assert "the classes it gives the most, ranked by rho (1 = the labelled subset's most " \
+           "frequent class, of 200): 1, 2, 2." in text
+
     alone.diagnostics = semi_diagnostics_of(0.02)         # 4x even: not collapsed
     assert "spreads over the classes? yes:" in "\n".join(
         semi_report.reading([alone], ["50k"], 200, 10000))
@@ -134,3 +143,12 @@ def test_semi_reading_says_no_when_tuning_loses_and_nothing_before_runs_finish()
            "paper, full ImageNet: -3.6" in text
     unfinished = report.RunResult("300k", "dg", 1, epochs_done=3, epochs_total=9)
     assert semi_report.reading([unfinished], ["300k"], 200, 10000) == []
+
+
+def test_prior_ranks_rank_the_most_chosen_classes_by_rho():
+    from gencaffe.experiments.tiny_imagenet_semi_report import prior_ranks
+    prior = [0.1, 0.3, 0.2, 0.4]                       # ranks 4, 2, 3, 1
+    assert prior_ranks([0.5, 0.2, 0.0, 0.3], prior) == [4, 1, 2]   # an unchosen class left out
+    assert prior_ranks([0.5, 0.2, 0.0, 0.3], prior, top=1) == [4]
+    assert prior_ranks([0.5, 0.5, 0, 0], [0.25] * 4) == []        # uniform: no ranking
+    assert prior_ranks([0.5, 0.5, 0, 0], None) == []

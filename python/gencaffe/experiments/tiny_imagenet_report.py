@@ -46,6 +46,7 @@ class RunResult:
     top5_error: Optional[float] = None
     eval_seconds: Optional[float] = None
     diagnostics: Optional[dict] = None     # semi GG runs: semi_diagnostics.analyse's result
+    class_prior: Optional[List[float]] = None   # semi GG runs: rho, when not uniform
 
     @property
     def complete(self):

@@ -84,6 +84,8 @@ def collect(settings, data):
             for approach in semi.APPROACHES:
                 result = collect_run(settings, data, fraction, seed, approach, sched, manifest)
                 if approach == "semi_gg":
+                    if not settings.uniform_prior:
+                        result.class_prior = list(manifest["class_prior"])
                     try:
                         result.diagnostics = ensure_diagnostics(settings, data, fraction, seed,
                                                                 sched, manifest)
@@ -176,6 +178,18 @@ def term_weights(diagnostics: dict) -> tuple:
             diagnostics["unlabeled_weight"] * diagnostics["unlabelled_batch"])
 
 
+def prior_ranks(class_share, class_prior, top: int = 5) -> List[int]:
+    """For the `top` classes given the largest shares of the unlabelled images
+    (most first), their rank by rho (1 = the largest prior; ties share the
+    better rank); [] without a non-uniform prior. Says whether the max in
+    Eq. 19 follows log rho_y rather than the images."""
+    if not class_share or not class_prior or len(set(class_prior)) == 1:
+        return []
+    order = sorted(range(len(class_share)), key=lambda c: -class_share[c])[:top]
+    return [1 + sum(1 for p in class_prior if p > class_prior[c]) for c in order
+            if class_share[c] > 0]
+
+
 def reading(results: List[RunResult], fractions, classes: int, val_count: int) -> List[str]:
     """Plain statements of what the finished runs say, each with its numbers:
     learning, semi GG + DG against DG (the paper's claim), and what semi GG's
@@ -203,20 +217,24 @@ def reading(results: List[RunResult], fractions, classes: int, val_count: int) -
             labelled, unlabelled = term_weights(r.diagnostics)
             collapsed = last["largest_class_share"] > COLLAPSE_FACTOR / classes
             final = r.diagnostics.get("final")
+            favoured = prior_ranks(last.get("class_share"), r.class_prior)
             lines.append(
                 "* %s seed %d, semi GG's unlabelled term spreads over the classes? %s: at its "
                 "last snapshot it gives %.1f %% of the unlabelled images to one class (even: "
                 "%.1f %%; class entropy %.2f of ln C), its pseudo-labels are right for %.1f %% "
                 "(chance %.1f %%), the labelled images' mean log p_y(x) is %+.2f; in a batch "
                 "the unlabelled sum weighs lambda x %d = %.1f against %d labelled images "
-                "(%.0f %% of the loss)%s." % (
+                "(%.0f %% of the loss)%s%s." % (
                     name, r.seed, "**no**, it collapses" if collapsed else "yes",
                     100 * last["largest_class_share"], 100.0 / classes,
                     last["class_entropy"], 100 * last["pseudo_accuracy"], 100.0 / classes,
                     last["labelled_term"], r.diagnostics["unlabelled_batch"], unlabelled,
                     labelled, 100 * unlabelled / (labelled + unlabelled),
                     "" if not final else "; the final net's Bayes rule: %.2f %% top-1 error" % (
-                        100 * (1 - final["generative_test_accuracy"]))))
+                        100 * (1 - final["generative_test_accuracy"])),
+                    "" if not favoured else "; the classes it gives the most, ranked by rho "
+                    "(1 = the labelled subset's most frequent class, of %d): %s" % (
+                        classes, ", ".join(str(rank) for rank in favoured))))
     return lines
 
 
