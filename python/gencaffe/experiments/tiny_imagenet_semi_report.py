@@ -157,9 +157,7 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
               "Paper (full ImageNet): -3.0 / -3.7 / -3.6 for 50,000 / 100,000 / 300,000 labels.",
               "", "| labelled | mean ± sd | per seed |", "|---|---|---|"]
     for fraction in fractions:
-        by = {(r.approach, r.seed): r for r in results if r.arch == fraction and r.complete}
-        seeds = sorted(s for (a, s) in by if a == "semi_gg_dg" and ("dg", s) in by)
-        diffs = [by[("semi_gg_dg", s)].top1_error - by[("dg", s)].top1_error for s in seeds]
+        seeds, diffs = paired(results, fraction, "semi_gg_dg", "dg")
         lines.append("| %s | %s | %s |" % (fraction, mean_sd(diffs) if diffs else
                                            "- (no paired seeds yet)",
                                            ", ".join("s%d %+.2f" % p for p in zip(seeds, diffs))
@@ -270,8 +268,8 @@ def diagnostics_markdown(sched, results: List[RunResult], fractions) -> List[str
              "ESS top, and Eq. 19's two terms per image: the labelled images' log p_y(x) at "
              "their label (the batch estimate of log p_y(x) / q(x): 0 = no likelier under "
              "its class than an average train image) and the unlabelled images' log p_y(x) + "
-             "log rho_y at the class the max picks; mean over seeds. Caffe's GenerativeLoss checks the recomputed loss and "
-             "ESS on every snapshot's first batch.", "",
+             "log rho_y at the class the max picks; mean over seeds. Caffe's GenerativeLoss "
+             "checks the recomputed loss and ESS on every snapshot's first batch.", "",
              "| labelled | epoch | pseudo acc. | classifier acc. | agreement | largest class "
              "share | class entropy / ln C | ESS | labelled log p | unlabelled log p + log rho "
              "| seeds |",
