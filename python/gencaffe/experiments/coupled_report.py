@@ -175,7 +175,7 @@ def plot_curves(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..atomic_io import atomic_write
+    from .plots import save_png
     families = [("coupled_dense", "dense 512-512-10"), ("coupled_cnn", "8-layer CNN")]
     # a row per net with data (both when none has: the empty figure says so)
     families = [(arch, title) for arch, title in families
@@ -214,9 +214,7 @@ def plot_curves(results, path):
             if ax.lines:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path, dpi=90)
 
 
 def draw_samples(settings, results, results_dir, seed=1, per_class=10):

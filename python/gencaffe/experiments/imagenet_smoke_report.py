@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from .. import solver_config
-from ..atomic_io import atomic_write
+from .plots import save_png
 from .imagenet_data import DataInfo
 from .imagenet_smoke import (APPROACH_TITLES, Settings, SmokeRun, approach_runs, stage_seed,
                              stage_split)
@@ -253,9 +253,7 @@ def plot_curves(results, path: str, settings: Settings, data: DataInfo):
                                              settings.iterations, settings.seed,
                                              "CPU" if settings.gpu is None else "GPU"))
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path, dpi=90)
 
 
 def write_report(settings: Settings, data: DataInfo, table_path: str, plot_path: str,

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import mnist_runs
-from .plots import plain_tick_labels
-from ..atomic_io import atomic_write
+from .plots import plain_tick_labels, save_png
 from .. import solver_config
 from ..data import datum_check
 
@@ -299,11 +298,7 @@ def plot_curves(results, path, settings):
     if settings.smoke:
         figure.suptitle("SMOKE RUN: an 'epoch' of %d iterations" % settings.iterations_per_epoch)
     figure.tight_layout()
-    try:
-        with atomic_write(path, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=110)
-    finally:
-        plt.close(figure)
+    save_png(figure, path, dpi=110)
 
 
 def write_report(settings, approaches, seeds, table_path, curves_path, command=None):

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import solver_config
-from .plots import plain_tick_labels
-from ..atomic_io import atomic_write
+from .plots import plain_tick_labels, save_png
 from . import semi_diagnostics, semi_runs
 from .caffe_runs import DONE_NAME, file_sha256
 
@@ -439,9 +438,7 @@ def plot_errors(results, settings, ks, seeds, approaches, path):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
-    plt.close(figure)
+    save_png(figure, path, dpi=100)
 
 
 def _mean_by_iteration(series):
@@ -507,9 +504,7 @@ def plot_diagnostics(results, settings, ks, seeds, path):
     ax_test.set_yscale("log")
     figure.suptitle("Semi-supervised GG on MNIST: what the unlabelled term does (mean over seeds)")
     figure.tight_layout(rect=(0, 0, 1, 0.97))
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=90)
-    plt.close(figure)
+    save_png(figure, path, dpi=90)
 
 
 def write_report(settings, ks: Sequence[int], seeds: Sequence[int],

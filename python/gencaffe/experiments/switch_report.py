@@ -5,6 +5,7 @@ import datetime
 import statistics
 
 from ..atomic_io import atomic_write
+from .plots import save_png
 from .sweep_switch import best_point, criterion_rows, fmt, mean_sd
 
 DIAGNOSTICS = (("accuracy", "test accuracy"), ("ess", "batch ESS / N (ess)"),
@@ -53,7 +54,6 @@ def plot(results, points, total_epochs, path_error, path_diagnostics):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..atomic_io import atomic_write as write
 
     xs = [0] + list(points) + [total_epochs]
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -76,9 +76,7 @@ def plot(results, points, total_epochs, path_error, path_diagnostics):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with write(path_error, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path_error, dpi=110)
 
     fig, axes = plt.subplots(len(DIAGNOSTICS), 1, figsize=(7, 2.1 * len(DIAGNOSTICS)),
                              sharex=True)
@@ -95,9 +93,7 @@ def plot(results, points, total_epochs, path_error, path_diagnostics):
     axes[-1].set_xlabel("GG epoch (test pass after the epoch)")
     fig.suptitle("GG runs: the importance weights' diagnostics over training", fontsize=10)
     fig.tight_layout()
-    with write(path_diagnostics, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path_diagnostics, dpi=110)
 
 
 def write_report(path, results, points, total_epochs, criteria, command, budget_note,
