@@ -69,3 +69,27 @@ def test_imagenet_smoke_report_scope_widens_archs_and_approaches(tmp_path):
         REPO)
     assert (settings.archs, settings.approaches) == (["alexnet", "zf"], ["dg", "gg", "gg_dg"])
     assert command == "python3 tools/imagenet_smoke.py --jobs 2"
+
+
+def test_report_command_scope_and_fixed_flags():
+    from gencaffe.cli_args import report_command
+    argv = ["--seeds", "1", "--jobs", "2", "--report-only"]
+    # covers the defaults: --seeds dropped; covers more than asked: widened
+    assert report_command("t.py", argv, {"--seeds": ([1, 2], [1], [1, 2])}) == "t.py --jobs 2"
+    assert report_command("t.py", argv, {"--seeds": ([1, 3], [1], [1, 2])}) == (
+        "t.py --jobs 2 --seeds 1,3")
+    assert report_command("t.py", argv, {"--seeds": ([1], [1], [1, 2])}) == (
+        "t.py --seeds 1 --jobs 2")
+    assert report_command("t.py", argv, {}, {"--seeds": None, "--zf-seeds": "1-2"}) == (
+        "t.py --jobs 2 --zf-seeds 1-2")
+
+
+def test_tiny_imagenet_report_command_names_the_seeds_it_covers():
+    from gencaffe.experiments.tiny_imagenet_report import seed_options
+    every = ["--seeds", "--alexnet-seeds", "--zf-seeds"]
+    # the driver's `--seeds 1` once seeds 2-3 have folders: the table is the default one
+    assert seed_options({"alexnet": [1, 2, 3], "zf": [1, 2]}, {"alexnet": [1], "zf": [1]}) == (
+        dict.fromkeys(every))
+    assert seed_options({"alexnet": [1], "zf": [1]}, {"alexnet": [1], "zf": [1]}) == {}
+    assert seed_options({"alexnet": [1, 4], "zf": [1]}, {"alexnet": [4], "zf": [1]}) == {
+        "--seeds": None, "--alexnet-seeds": "1,4", "--zf-seeds": "1"}

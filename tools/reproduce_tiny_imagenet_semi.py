@@ -42,7 +42,7 @@ def build_parser():
                      default=list(FRACTIONS),
                      help="comma-separated subset of 50k,100k,300k: Table 3's labelled counts "
                           "as shares of the train set (default all)")
-    exp.add_argument("--seeds", type=int_list, default=[1, 2],
+    exp.add_argument("--seeds", type=int_list, default=None,
                      help="seeds (each picks its own labelled subset and initial weights; "
                           "default 1-2)")
     exp.add_argument("--approaches", type=choice_list(APPROACHES, "approach",
@@ -91,9 +91,10 @@ def main(argv=None):
     pycaffe_path.require_caffe_pb2()
     from gencaffe.experiments import tiny_imagenet_semi as semi
     from gencaffe.experiments import tiny_imagenet_semi_report as report
+    seeds = list(args.seeds or semi.DEFAULT_SEEDS)
     settings = semi.Settings(
         repo=REPO, lmdb_dir=args.lmdb_dir, splits_dir=args.splits_dir,
-        fractions=args.fractions, semi_seeds=args.seeds, seeds={semi.ARCH: args.seeds},
+        fractions=args.fractions, semi_seeds=seeds, seeds={semi.ARCH: seeds},
         train_batch=args.batch, approaches=args.approaches, balanced=args.balanced,
         labelled_share=args.labelled_share, unlabeled_weight=args.unlabeled_weight,
         uniform_prior=args.uniform_prior,

@@ -57,16 +57,17 @@ def with_options(argv, options):
     return out
 
 
-def report_command(tool, argv, scope):
+def report_command(tool, argv, scope, fixed=None):
     """The command that trains everything a runner's report shows: `tool`
     with its arguments (`argv`, default sys.argv[1:]; less --report-only), each
     option of `scope` ({flag: (covered, asked, every)}) set to what the report
     covers where that differs from what was asked: numbers as int_list_text
     writes them, names comma-joined, and dropped (its default) when it covers
-    `every` choice (None: never dropped)."""
+    `every` choice (None: never dropped). `fixed` ({flag: value or None})
+    sets or drops flags whose scope a caller works out itself."""
     import sys
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
-    options = {}
+    options = dict(fixed or {})
     for flag, (covered, asked, every) in scope.items():
         if set(covered) == set(asked):
             continue

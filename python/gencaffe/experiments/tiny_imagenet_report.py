@@ -115,6 +115,21 @@ def scope(settings):
     return archs, seeds
 
 
+def seed_options(seeds, asked):
+    """The seed flags of the report's command for the seeds it covers
+    ({arch: seeds}): none where every net's are its default, as given where
+    they are what was asked, else each net's own --<arch>-seeds."""
+    from ..cli_args import int_list_text
+    flags = ["--seeds"] + ["--%s-seeds" % arch for arch in tiny.ARCHS]
+    if all(set(seeds[arch]) == set(tiny.DEFAULT_SEEDS[arch]) for arch in seeds):
+        return dict.fromkeys(flags)
+    if all(set(seeds[arch]) == set(asked.get(arch, ())) for arch in seeds):
+        return {}
+    options = {"--seeds": None}
+    options.update({"--%s-seeds" % arch: int_list_text(seeds[arch]) for arch in seeds})
+    return options
+
+
 def collect(settings, data) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
     archs, seeds = scope(settings)
     schedules, results = {}, []
@@ -376,7 +391,7 @@ def writer(settings, data, paths, argv):
         schedules, results = collect(settings, data)
         archs, seeds = scope(settings)
         command = report_command("python3 tools/reproduce_tiny_imagenet.py", argv, {
-            "--archs": (archs, settings.archs, tiny.ARCHS)})
+            "--archs": (archs, settings.archs, tiny.ARCHS)}, seed_options(seeds, settings.seeds))
         os.makedirs(os.path.dirname(table_path), exist_ok=True)
         solver_config.write_text_atomic(table_path, table_markdown(
             settings, data, schedules, results, command))

@@ -315,7 +315,9 @@ def writer(settings, data, paths, argv):
 
     def write():
         sched, results = collect(settings, data)
-        command = report_command("python3 tools/reproduce_tiny_imagenet_semi.py", argv, {})
+        seeds = sorted({result.seed for result in results})
+        scope = {"--seeds": (seeds, settings.semi_seeds, semi.DEFAULT_SEEDS)} if seeds else {}
+        command = report_command("python3 tools/reproduce_tiny_imagenet_semi.py", argv, scope)
         os.makedirs(os.path.dirname(table_path), exist_ok=True)
         solver_config.write_text_atomic(table_path, table_markdown(settings, data, sched,
                                                                    results, command))
