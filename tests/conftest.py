@@ -28,3 +28,14 @@ def gpu_available():
         return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def lmdb_items(path):
+    """Every (key, value) of an LMDB as bytes, in key order: for comparing
+    databases byte for byte."""
+    import lmdb
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    with env.begin() as txn:
+        items = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
+    env.close()
+    return items

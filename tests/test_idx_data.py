@@ -12,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import BUILD, REPO, lmdb_items  # noqa: E402
 from gencaffe.data import datum_io  # noqa: E402
 from gencaffe.data import idx
 from gencaffe.data import mnist as mnist_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "make_mnist_lmdb.py")
 
 
@@ -207,10 +207,8 @@ def test_bad_input_writes_nothing_and_keeps_older_outputs(tmp_path):
 def test_records_match_upstream_convert_mnist_data_on_the_same_files(tmp_path):
     """The IDX route's LMDB equals what Caffe's own converter writes from the same
     (unzipped) files, key for key and byte for byte, at a size other than 28x28."""
-    import lmdb
     _caffe_pb2_or_skip()
-    build = os.environ.get("CAFFE_BUILD_DIR", os.path.join(REPO, "build", "cpu"))
-    converter = os.path.join(build, "caffe", "examples", "mnist", "convert_mnist_data")
+    converter = os.path.join(BUILD, "caffe", "examples", "mnist", "convert_mnist_data")
     if not os.access(converter, os.X_OK):
         pytest.skip("upstream convert_mnist_data not built at %s" % converter)
     make_set(tmp_path / "src", train=6, test=3, rows=20, cols=24, gz=False)
@@ -223,16 +221,9 @@ def test_records_match_upstream_convert_mnist_data_on_the_same_files(tmp_path):
              "test": (str(src / "t10k-images-idx3-ubyte"), str(src / "t10k-labels-idx1-ubyte"))}
     mnist_data.make_idx_lmdbs(files, str(tmp_path / "ours"), log=lambda m: None)
 
-    def items(path):
-        env = lmdb.open(path, readonly=True, lock=False)
-        with env.begin() as txn:
-            result = list(txn.cursor())
-        env.close()
-        return result
-
-    upstream = items(str(tmp_path / "upstream"))
+    upstream = lmdb_items(str(tmp_path / "upstream"))
     assert len(upstream) == 6
-    assert items(str(tmp_path / "ours" / "mnist_train_lmdb")) == upstream
+    assert lmdb_items(str(tmp_path / "ours" / "mnist_train_lmdb")) == upstream
 
 
 # ------------------------------------------------------------ the tool

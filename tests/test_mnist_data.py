@@ -16,10 +16,10 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import BUILD, lmdb_items  # noqa: E402
 from gencaffe.data import datum_io  # noqa: E402
 from gencaffe.data import mnist as mnist_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _caffe_pb2_or_skip():
@@ -176,10 +176,8 @@ def write_idx(images, labels, image_path, label_path):
 
 def test_records_are_byte_identical_to_upstream_convert_mnist_data(tmp_path):
     """Same keys and serialized Datums as Caffe's own converter writes."""
-    import lmdb
     _caffe_pb2_or_skip()
-    build = os.environ.get("CAFFE_BUILD_DIR", os.path.join(REPO, "build", "cpu"))
-    converter = os.path.join(build, "caffe", "examples", "mnist", "convert_mnist_data")
+    converter = os.path.join(BUILD, "caffe", "examples", "mnist", "convert_mnist_data")
     if not os.access(converter, os.X_OK):
         pytest.skip("upstream convert_mnist_data not built at %s" % converter)
     decoded, _, _ = expected_for(synthetic_splits_as_floats(seed=4))
@@ -190,16 +188,9 @@ def test_records_are_byte_identical_to_upstream_convert_mnist_data(tmp_path):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mnist_data.write_datum_lmdb(str(tmp_path / "ours"), images, labels)
 
-    def items(path):
-        env = lmdb.open(path, readonly=True, lock=False)
-        with env.begin() as txn:
-            result = list(txn.cursor())
-        env.close()
-        return result
-
-    upstream = items(str(tmp_path / "upstream"))
+    upstream = lmdb_items(str(tmp_path / "upstream"))
     assert len(upstream) == len(images)
-    assert items(str(tmp_path / "ours")) == upstream
+    assert lmdb_items(str(tmp_path / "ours")) == upstream
 
 
 def test_failure_midway_leaves_no_half_database(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("caffe.proto.caffe_pb2", reason="pycaffe not built")
 lmdb = pytest.importorskip("lmdb")
 
-from conftest import BUILD, REPO  # noqa: E402
+from conftest import BUILD, REPO, lmdb_items  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from gencaffe.data import splits  # noqa: E402
 
@@ -49,14 +49,6 @@ def write_lmdb(path, labels, encoded=False, values=None):
     return str(path)
 
 
-def read_all(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        items = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
-    env.close()
-    return items
-
-
 def label_of(value):
     datum = caffe_pb2.Datum()
     datum.ParseFromString(value)
@@ -75,9 +67,9 @@ def test_uniform_split_copies_records_and_marks_the_rest_unlabelled(source, tmp_
     out = str(tmp_path / "split")
     manifest = splits.make_split(source, out, splits.SplitRequest(labelled=30, seed=3),
                                  log=lambda m: None)
-    original = dict(read_all(source))
-    labelled = read_all(os.path.join(out, "labelled_lmdb"))
-    unlabelled = read_all(os.path.join(out, "unlabelled_lmdb"))
+    original = dict(lmdb_items(source))
+    labelled = lmdb_items(os.path.join(out, "labelled_lmdb"))
+    unlabelled = lmdb_items(os.path.join(out, "unlabelled_lmdb"))
     assert (len(labelled), len(unlabelled)) == (30, 170)
     assert manifest["counts"] == {"labelled": 30, "unlabelled": 170}
     # labelled: byte-identical records; unlabelled: only the label differs
@@ -131,11 +123,11 @@ def test_pool_and_holdout(source, tmp_path):
                                                                   holdout=True),
                                  log=lambda m: None)
     assert manifest["counts"] == {"labelled": 20, "unlabelled": 130, "holdout": 50}
-    holdout = read_all(os.path.join(out, "holdout_lmdb"))
-    original = read_all(source)
+    holdout = lmdb_items(os.path.join(out, "holdout_lmdb"))
+    original = lmdb_items(source)
     assert holdout == original[150:]                    # byte for byte, labels kept
-    pooled = {k for k, _ in read_all(os.path.join(out, "labelled_lmdb"))} | \
-        {k for k, _ in read_all(os.path.join(out, "unlabelled_lmdb"))}
+    pooled = {k for k, _ in lmdb_items(os.path.join(out, "labelled_lmdb"))} | \
+        {k for k, _ in lmdb_items(os.path.join(out, "unlabelled_lmdb"))}
     assert pooled == {k for k, _ in original[:150]}
 
 
@@ -145,8 +137,8 @@ def test_encoded_datums_are_copied_too(tmp_path):
     manifest = splits.make_split(source, out, splits.SplitRequest(labelled=10, seed=1),
                                  log=lambda m: None)
     assert manifest["source"]["encoded_records"] == 40
-    original = dict(read_all(source))
-    assert all(original[k] == v for k, v in read_all(os.path.join(out, "labelled_lmdb")))
+    original = dict(lmdb_items(source))
+    assert all(original[k] == v for k, v in lmdb_items(os.path.join(out, "labelled_lmdb")))
     from gencaffe.data import datum_io
     for key, datum in datum_io.iter_datums(os.path.join(out, "unlabelled_lmdb")):
         assert datum.encoded and datum.label == -1 and datum_io.datum_to_array(datum).shape == \
@@ -165,7 +157,7 @@ def test_a_second_run_is_a_no_op_and_another_request_rebuilds(source, tmp_path):
     manifest = splits.make_split(source, out, splits.SplitRequest(labelled=40, seed=3),
                                  log=lambda m: None)
     assert manifest["counts"]["labelled"] == 40
-    assert len(read_all(os.path.join(out, "labelled_lmdb"))) == 40
+    assert len(lmdb_items(os.path.join(out, "labelled_lmdb"))) == 40
     assert sorted(os.listdir(out)) == ["labelled_keys.txt", "labelled_lmdb", "split.json",
                                        "unlabelled_lmdb"]
 
