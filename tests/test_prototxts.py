@@ -151,6 +151,7 @@ IMAGENET_EPOCH = math.ceil(1281167 / 256)
     ("gg", 70, 0.01, "train_val_gg"),
     ("gg_dg_stage1", 45, 0.01, "train_val_gg"),
     ("gg_dg_stage2", 25, 0.003, "train_val_dg"),
+    ("control_stage2", 25, 0.003, "train_val_dg"),
 ])
 def test_imagenet_solvers_follow_the_paper(arch, name, epochs, base_lr, net_variant):
     """Journal Sec. 5.1 (batch 256, lr 0.01, momentum 0.9, decay 0.0005, 70
@@ -177,3 +178,17 @@ def test_imagenet_solvers_follow_the_paper(arch, name, epochs, base_lr, net_vari
 def test_imagenet_gg_dg_stages_add_up_to_70_epochs(arch):
     assert solver("%s_gg_dg_stage1.prototxt" % arch).max_iter + \
         solver("%s_gg_dg_stage2.prototxt" % arch).max_iter == solver("%s_dg.prototxt" % arch).max_iter
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "zf"])
+def test_imagenet_control_restarts_dg_exactly_as_gg_dg_stage2(arch):
+    """The control's stage 2 differs from GG+DG's in nothing but where it writes
+    its snapshots; its stage 1 is the DG run's epoch-45 snapshot, which the DG
+    solver writes."""
+    control, stage2 = solver("%s_control_stage2.prototxt" % arch), \
+        solver("%s_gg_dg_stage2.prototxt" % arch)
+    assert control.snapshot_prefix != stage2.snapshot_prefix
+    control.snapshot_prefix = stage2.snapshot_prefix
+    assert control == stage2
+    dg = solver("%s_dg.prototxt" % arch)
+    assert solver("%s_gg_dg_stage1.prototxt" % arch).max_iter % dg.snapshot == 0
