@@ -64,6 +64,14 @@ def test_uniform_prior_option_drops_rho_from_the_semi_gg_net_and_the_report_says
         "rho uniform (option; the paper: the class frequencies, here the labelled subset's)")
     assert report.eq19_settings_text(dataclasses.replace(paper, unlabeled_weight=0.02))[0] == \
         "lambda 0.02 (option; the paper: 0.1)"
+    # 0 is a lambda like any other (the unlabelled images stay importance samples), not "default"
+    no_lambda = dataclasses.replace(paper, unlabeled_weight=0.0)
+    assert "unlabeled_weight: 0\n" in semi.net_text(no_lambda, data, "semi_gg", "300k", 1, manifest)
+    assert report.eq19_settings_text(no_lambda)[0] == "lambda 0 (option; the paper: 0.1)"
+    assert "unlabeled_weight" not in net or "unlabeled_weight: 0.1\n" in net
+    with pytest.raises(semi.tiny.TinyError, match="labelled share"):
+        semi.net_text(dataclasses.replace(paper, labelled_share=0.0), data, "semi_gg", "300k", 1,
+                      manifest)
 
 
 @needs_caffe

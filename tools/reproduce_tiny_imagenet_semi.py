@@ -27,7 +27,7 @@ import os
 import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
-from gencaffe.cli_args import choice_list, int_list, positive_int  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, nonnegative_float, positive_int  # noqa: E402
 from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 
 FRACTIONS = ("50k", "100k", "300k")
@@ -52,11 +52,12 @@ def build_parser():
     exp.add_argument("--balanced", action="store_true",
                      help="class-balanced labelled subsets (default: uniformly at random, as "
                           "the paper)")
-    exp.add_argument("--labelled-share", type=float, default=0.0,
+    exp.add_argument("--labelled-share", type=float, default=None,
                      help="labelled share of each semi-supervised batch (default: the subset's "
                           "share of the train set, as the paper's random batches)")
-    exp.add_argument("--unlabeled-weight", type=float, default=0.0,
-                     help="lambda of Eq. 19 (default: the paper's 0.1)")
+    exp.add_argument("--unlabeled-weight", type=nonnegative_float, default=None,
+                     help="lambda of Eq. 19, >= 0 (default: the paper's 0.1; 0 keeps the "
+                          "unlabelled images as importance samples only)")
     exp.add_argument("--uniform-prior", action="store_true",
                      help="rho of Eq. 19 uniform, 1/C (default: the labelled subset's class "
                           "frequencies, the paper's 'class frequency'; with few labels per class "

@@ -105,6 +105,17 @@ def positive_int(text):
     return value
 
 
+def nonnegative_float(text):
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number >= 0, got %s" % text)
+    return value
+
+
 _LOG_LOCK = threading.Lock()
 
 

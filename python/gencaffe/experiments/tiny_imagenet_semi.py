@@ -37,7 +37,7 @@ deploy.prototxt and eval.5crop.json beside the epochs.
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import tiny_imagenet as tiny
 from .imagenet_data import DataInfo
@@ -63,8 +63,8 @@ class Settings(tiny.Settings):
     semi_seeds: Sequence[int] = DEFAULT_SEEDS
     approaches: Sequence[str] = APPROACHES
     balanced: bool = False                 # the paper: "a random subset"
-    labelled_share: float = 0.0            # 0: the subset's own share of the train set
-    unlabeled_weight: float = 0.0          # 0: the generator's lambda (0.1, the paper's)
+    labelled_share: Optional[float] = None    # None: the subset's own share of the train set
+    unlabeled_weight: Optional[float] = None  # None: the generator's lambda (0.1, the paper's)
     uniform_prior: bool = False            # the paper: rho = class frequencies (here the subset's)
     diagnostic_batches: int = 20           # mixed batches per semi GG snapshot (0: none)
     archs: Sequence[str] = (ARCH,)
@@ -133,18 +133,20 @@ def net_text(settings: Settings, data: DataInfo, approach: str, fraction: str, s
     base = replace(arch.semi_data, test_source=options.data.test_source,
                    mean_file=options.data.mean_file, train_batch=options.data.train_batch,
                    test_batch=options.data.test_batch)
-    share = settings.labelled_share or manifest["counts"]["labelled"] / float(manifest["pool"])
+    share = settings.labelled_share
+    if share is None:
+        share = manifest["counts"]["labelled"] / float(manifest["pool"])
     try:
         net_options = semi.split_options(
             arch, split_dir(settings, fraction, seed), manifest, data=base,
             num_classes=data.classes, labelled_share=share,
-            unlabeled_weight=settings.unlabeled_weight or None,
+            unlabeled_weight=settings.unlabeled_weight,
             uniform_prior=settings.uniform_prior or VARIANT[approach] == "semi_dg")
-    except ValueError as err:
+        return variants.prototxt(arch, VARIANT[approach], net_options,
+                                 generated_by="tools/reproduce_tiny_imagenet_semi.py (the "
+                                              "split's paths and class prior)")
+    except ValueError as err:   # an option out of range, e.g. --labelled-share 0
         raise tiny.TinyError(str(err)) from None
-    return variants.prototxt(arch, VARIANT[approach], net_options,
-                             generated_by="tools/reproduce_tiny_imagenet_semi.py (the split's "
-                                          "paths and class prior)")
 
 
 def run_root(settings: Settings, fraction: str, seed: int, approach: str) -> str:

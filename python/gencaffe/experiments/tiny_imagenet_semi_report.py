@@ -100,11 +100,11 @@ def eq19_settings_text(settings) -> tuple:
     """How lambda, rho and the batches' labelled share were set, each saying
     whether it is the paper's choice or an option that departs from it."""
     lam = ("lambda %g (option; the paper: 0.1)" % settings.unlabeled_weight
-           if settings.unlabeled_weight else "lambda 0.1")
+           if settings.unlabeled_weight is not None else "lambda 0.1")
     prior = ("rho uniform (option; the paper: the class frequencies, here the labelled "
              "subset's)" if settings.uniform_prior else "rho = the labelled class frequencies")
     share = ("each batch %.3f labelled (option; the paper's random batches: the subset's "
-             "share)" % settings.labelled_share if settings.labelled_share else
+             "share)" % settings.labelled_share if settings.labelled_share is not None else
              "each batch holding the subset's share of labelled images")
     return lam, prior, share
 
