@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+from gencaffe.cli_args import positive_float, positive_int, size_hw  # noqa: E402
 from gencaffe.hmc.blob_arrays import CHAINS_ON  # noqa: E402  (numpy only, no pycaffe)
 
 
@@ -94,33 +95,6 @@ example:
 """
 
 
-def _positive_float(text):
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _positive_int(text):
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
-def _size(text):
-    parts = text.lower().split("x")
-    try:
-        hw = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text}") from None
-    if len(hw) == 1:
-        hw = hw * 2
-    if len(hw) != 2 or min(hw) < 1:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text}")
-    return hw
-
-
 def build_parser():
     p = argparse.ArgumentParser(
         prog="hmc_visualize.py", description=__doc__,
@@ -132,7 +106,7 @@ def build_parser():
     net.add_argument("--weights", required=True, help="trained .caffemodel matching --model")
     net.add_argument("--nodes", nargs="+", required=True, metavar="NODE",
                      help="nodes to visualize: NAME, NAME:C or NAME:C0-C1,C2 (see below)")
-    net.add_argument("--input-size", type=_size, metavar="HxW",
+    net.add_argument("--input-size", type=size_hw, metavar="HxW",
                      help="input size instead of the one searched with Caffe (a spatial "
                           "node's receptive field at a 1x1 response, else the net's own); "
                           "Caffe must accept it and give a 1x1 (or flat) response")
@@ -153,24 +127,24 @@ def build_parser():
     hmc = p.add_argument_group("HMC (U(x) = (-f_y(x) + |x|^2/(2 sigma^2)) / T, K = |phi|^2/(2m))")
     hmc.add_argument("--preset", choices=sorted(PRESETS), default="lenet",
                      help="paper settings to start from (default: lenet)")
-    hmc.add_argument("--sigma", type=_positive_float,
+    hmc.add_argument("--sigma", type=positive_float,
                      help="std of the reference distribution q = N(0, sigma^2 I) (paper: 10)")
-    hmc.add_argument("--temperature", "-T", type=_positive_float,
+    hmc.add_argument("--temperature", "-T", type=positive_float,
                      help="temperature T (lenet 1, alexnet/zf 0.001)")
-    hmc.add_argument("--step-size", "--eps", type=_positive_float, dest="step_size",
+    hmc.add_argument("--step-size", "--eps", type=positive_float, dest="step_size",
                      help="leapfrog step size eps (lenet 1e-4, alexnet 3e-6)")
-    hmc.add_argument("--leapfrog-steps", "-L", type=_positive_int, dest="leapfrog_steps",
+    hmc.add_argument("--leapfrog-steps", "-L", type=positive_int, dest="leapfrog_steps",
                      help="leapfrog steps per iteration L (lenet 100, alexnet 50)")
-    hmc.add_argument("--mass", type=_positive_float,
+    hmc.add_argument("--mass", type=positive_float,
                      help="particle mass m; momentum phi ~ N(0, m I) (lenet 0.01, alexnet 1e-5)")
-    hmc.add_argument("--iterations", type=_positive_int,
+    hmc.add_argument("--iterations", type=positive_int,
                      help="HMC iterations per chain (lenet 300; alexnet 100 conv / 500 fc)")
-    hmc.add_argument("--chains", type=_positive_int, default=8,
+    hmc.add_argument("--chains", type=positive_int, default=8,
                      help="independent chains per node, stacked on the batch axis (default 8)")
-    hmc.add_argument("--batch-size", type=_positive_int, default=64,
+    hmc.add_argument("--batch-size", type=positive_int, default=64,
                      help="most chains per forward/backward; more run in further batches "
                           "(default 64)")
-    hmc.add_argument("--workers", type=_positive_int, default=1,
+    hmc.add_argument("--workers", type=positive_int, default=1,
                      help="processes sampling groups of chains in parallel (CPU: up to the "
                           "number of cores; each uses one BLAS thread); chains are split "
                           "into at least this many groups. Results are reproducible for a "
@@ -190,14 +164,14 @@ def build_parser():
     extra.add_argument("--detect-divergences", action="store_true",
                        help="reject and count proposals whose energy error exceeds "
                             "--divergence-threshold or is not finite")
-    extra.add_argument("--divergence-threshold", type=_positive_float, default=1000.0,
+    extra.add_argument("--divergence-threshold", type=positive_float, default=1000.0,
                        help="energy error counted as a divergence (default 1000, as Stan)")
 
     io = p.add_argument_group("input space and output")
     io.add_argument("--transform-from", metavar="PROTOTXT",
                     help="read mean and scale from the transform_param of this train/test "
                          "prototxt's data layer")
-    io.add_argument("--input-scale", type=_positive_float,
+    io.add_argument("--input-scale", type=positive_float,
                     help="net input = (pixel - mean) * scale (lenet 1/256, alexnet 1)")
     io.add_argument("--mean", metavar="FILE|V1,V2,V3",
                     help="mean in pixel units: .binaryproto, .npy or per-channel values "
@@ -207,7 +181,7 @@ def build_parser():
     io.add_argument("--display", choices=("auto", "clip"), default="auto",
                     help="'auto': stretch each image's min..max; 'clip': undo mean/scale "
                          "and clip to pixels 0..255 (default auto)")
-    io.add_argument("--trajectory-frames", type=_positive_int, default=10,
+    io.add_argument("--trajectory-frames", type=positive_int, default=10,
                     help="frames in the trajectory strip (default 10)")
     io.add_argument("--out-dir", default="hmc_out", help="output folder (default hmc_out)")
     io.add_argument("--no-progress", action="store_true", help="no progress bar")

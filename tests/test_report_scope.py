@@ -94,13 +94,3 @@ def test_tiny_imagenet_report_command_names_the_seeds_it_covers():
     assert seed_options({"alexnet": [1, 4], "zf": [1]}, {"alexnet": [4], "zf": [1]}) == {
         "--seeds": None, "--alexnet-seeds": "1,4", "--zf-seeds": "1"}
 
-
-@pytest.mark.parametrize("text, ok", [("0", True), ("0.1", True), ("-0.1", False),
-                                      ("nan", False), ("inf", False), ("x", False)])
-def test_nonnegative_float(text, ok):
-    from gencaffe.cli_args import nonnegative_float
-    if ok:
-        assert nonnegative_float(text) == float(text)
-    else:
-        with pytest.raises(argparse.ArgumentTypeError):
-            nonnegative_float(text)

@@ -32,6 +32,7 @@ import sys
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress, pycaffe_path  # noqa: E402
+from gencaffe.cli_args import size_hw  # noqa: E402
 
 
 def parse_values(text):
@@ -39,13 +40,6 @@ def parse_values(text):
         return [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
     except ValueError:
         raise argparse.ArgumentTypeError("expected numbers like 104,117,123, got %r" % text)
-
-
-def parse_size(text):
-    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError("expected N or HxW, got %r" % text)
-    return int(match.group(1)), int(match.group(2) or match.group(1))
 
 
 def build_parser():
@@ -64,7 +58,7 @@ def build_parser():
     data.add_argument("--classes", help="the data's class list (classes.txt / synsets.txt) to "
                                         "check the net's class count against (default: "
                                         "classes.txt beside an LMDB made by make_imagenet_lmdb.py)")
-    data.add_argument("--resize", type=parse_size, default=(256, 256), metavar="N|HxW",
+    data.add_argument("--resize", type=size_hw, default=(256, 256), metavar="N|HxW",
                       help="with --images: resize to this before cropping, as convert_imageset "
                            "does (default 256)")
     data.add_argument("--limit", type=int, help="evaluate only the first N images")

@@ -36,23 +36,14 @@ Examples:
 """
 import argparse
 import os
-import re
 import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress  # noqa: E402
+from gencaffe.cli_args import size_hw  # noqa: E402
 from gencaffe.data import imagenet, imagenet_sources  # noqa: E402
 from gencaffe.data.caffe_convert import ToolError  # noqa: E402
-
-
-def parse_size(text):
-    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError("expected N or HxW (e.g. 256 or 256x256), got %r" % text)
-    height = int(match.group(1))
-    width = int(match.group(2)) if match.group(2) else height
-    return height, width
 
 
 def build_parser():
@@ -85,7 +76,7 @@ def build_parser():
     out.add_argument("--out-dir", metavar="DIR", default=os.path.join(REPO, "data", "imagenet"),
                      help="output folder; must be new, empty, or an earlier output of this tool "
                           "(default: %(default)s)")
-    out.add_argument("--size", type=parse_size, default=None, metavar="N|HxW",
+    out.add_argument("--size", type=size_hw, default=None, metavar="N|HxW",
                      help="resize every image to this (convert_imageset --resize_height/width; "
                           "default 256, Caffe's ImageNet size, or 64 for a Tiny ImageNet tree, "
                           "whose images are 64x64: stored as they are, not resampled)")

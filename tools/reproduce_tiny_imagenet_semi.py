@@ -27,7 +27,7 @@ import os
 import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
-from gencaffe.cli_args import choice_list, int_list, nonnegative_float, positive_int  # noqa: E402
+from gencaffe.cli_args import choice_list, int_list, non_negative_float, positive_int  # noqa: E402
 from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 
 FRACTIONS = ("50k", "100k", "300k")
@@ -55,7 +55,7 @@ def build_parser():
     exp.add_argument("--labelled-share", type=float, default=None,
                      help="labelled share of each semi-supervised batch (default: the subset's "
                           "share of the train set, as the paper's random batches)")
-    exp.add_argument("--unlabeled-weight", type=nonnegative_float, default=None,
+    exp.add_argument("--unlabeled-weight", type=non_negative_float, default=None,
                      help="lambda of Eq. 19, >= 0 (default: the paper's 0.1; 0 keeps the "
                           "unlabelled images as importance samples only)")
     exp.add_argument("--uniform-prior", action="store_true",

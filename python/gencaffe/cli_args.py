@@ -1,5 +1,7 @@
-"""Argument types shared by the runners' command lines."""
+"""Argument types and helpers shared by the command lines (tools/, python/*.py)."""
 import argparse
+import math
+import re
 import sys
 import threading
 import time
@@ -105,15 +107,50 @@ def positive_int(text):
     return value
 
 
-def nonnegative_float(text):
-    """argparse type: a finite number >= 0."""
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0, got %s" % text)
+    return value
+
+
+def _finite_float(text):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("expected a number, got %r" % text) from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be a finite number >= 0, got %s" % text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("expected a finite number, got %s" % text)
     return value
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    value = _finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0, got %s" % text)
+    return value
+
+
+def non_negative_float(text):
+    """argparse type: a finite number >= 0."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0, got %s" % text)
+    return value
+
+
+def size_hw(text):
+    """argparse type: an image size, N (square) or HxW, each >= 1 -> (H, W)."""
+    match = re.fullmatch(r"(\d+)(?:[xX](\d+))?", text.strip())
+    if not match or min(int(g) for g in match.groups() if g) < 1:
+        raise argparse.ArgumentTypeError("expected N or HxW (e.g. 256 or 256x192), got %r"
+                                         % text)
+    return int(match.group(1)), int(match.group(2) or match.group(1))
 
 
 _LOG_LOCK = threading.Lock()

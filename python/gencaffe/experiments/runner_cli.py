@@ -9,28 +9,13 @@ before training it checks the binary and data (`caffe_missing`,
 `missing_lmdbs`) and trains its (approach, seed)-like pairs with `ordered`
 and `drive`.
 """
-import argparse
 import os
 from typing import Callable, List, Sequence, Tuple
 
-from ..cli_args import log, positive_int
+from ..cli_args import log, non_negative_int, positive_float, positive_int
 from . import caffe_runs
 
 PROGRESS_EVERY_S = 120.0
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("%d is negative; give 0 or more" % value)
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("%s is not a positive number" % text)
-    return value
 
 
 def default_caffe(repo: str) -> str:
