@@ -96,52 +96,41 @@ def choice_list(choices, what="value", canonical_order=False):
     return parse
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
+def _number(text, convert, what):
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1, got %s" % text)
-    return value
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0, got %s" % text)
-    return value
-
-
-def _finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number, got %r" % text) from None
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (what, text)) from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError("expected a finite number, got %s" % text)
     return value
 
 
+def _at_least(value, text, minimum, strictly=False):
+    if value < minimum or (strictly and value == minimum):
+        raise argparse.ArgumentTypeError("must be %s %s, got %s"
+                                         % (">" if strictly else ">=", minimum, text))
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    return _at_least(_number(text, int, "a whole number"), text, 1)
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    return _at_least(_number(text, int, "a whole number"), text, 0)
+
+
 def positive_float(text):
     """argparse type: a finite number > 0."""
-    value = _finite_float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0, got %s" % text)
-    return value
+    return _at_least(_number(text, float, "a number"), text, 0, strictly=True)
 
 
 def non_negative_float(text):
     """argparse type: a finite number >= 0."""
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0, got %s" % text)
-    return value
+    return _at_least(_number(text, float, "a number"), text, 0)
 
 
 def size_hw(text):
