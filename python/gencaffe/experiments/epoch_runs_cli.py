@@ -37,16 +37,50 @@ def report_paths(repo: str, args, report_name: str) -> Tuple[str, str]:
             os.path.join(repo, args.results_dir, report_name + ".png"))
 
 
-def serialised(write: Callable[[], None]) -> Callable[[], None]:
-    """write, one call at a time: the runs' threads rewrite the report after each
-    epoch, the driver after each task, and matplotlib is not thread-safe."""
-    import threading
-    lock = threading.Lock()
+class ReportWriter:
+    """Rewrites a report on a thread of its own. A training that finishes an
+    epoch asks for a rewrite and goes on with its next epoch at once (a
+    rewrite can take minutes: Table 3's semi GG diagnostics); asks that come
+    while a rewrite runs are folded into one more after it, so the last
+    report always reflects the last epoch. One thread writes, so matplotlib
+    is never used from two at once. A rewrite that fails is logged and stops
+    no training."""
 
-    def locked():
-        with lock:
-            write()
-    return locked
+    def __init__(self, write: Callable[[], None], log: Callable[[str], None]):
+        import threading
+        self._write, self._log = write, log
+        self._changed = threading.Condition()
+        self._pending = self._busy = False
+        self._thread = threading.Thread(target=self._loop, name="report", daemon=True)
+        self._thread.start()
+
+    def __call__(self):
+        """Ask for a rewrite; returns at once."""
+        with self._changed:
+            self._pending = True
+            self._changed.notify_all()
+
+    def flush(self):
+        """Wait until every rewrite asked for so far is written."""
+        with self._changed:
+            while self._pending or self._busy:
+                self._changed.wait()
+
+    def _loop(self):
+        while True:
+            with self._changed:
+                while not self._pending:
+                    self._changed.wait()
+                self._pending, self._busy = False, True
+            try:
+                self._write()
+            except Exception as err:
+                self._log("warning: the report was not rewritten: %s: %s"
+                          % (type(err).__name__, err))
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
 
 
 def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callable) -> int:
@@ -60,14 +94,15 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
         data = tiny.prepare(settings)
         log("data: %s: %d classes, %d train / %d val images"
             % (settings.lmdb_dir, data.classes, data.train_count, data.val_count))
-        write = serialised(make_writer(settings, data, paths, argv))
+        write = make_writer(settings, data, paths, argv)
         if args.report_only:
             write()
             log("report: %s, %s" % paths)
             return 0
         if runner_cli.caffe_missing(settings):
             return 2
-        runner = tiny.Runner(settings, data=data, on_epoch=write)
+        report = ReportWriter(write, log)
+        runner = tiny.Runner(settings, data=data, on_epoch=report)
         work = make_tasks(settings, runner, data)   # every net and solver checked here
     except tiny.TinyError as err:
         log("error: %s" % err)
@@ -75,7 +110,8 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
     log("plan: %s; %d epoch(s) of training to do, %d run(s) at a time, runs in %s"
         % ("; ".join(label for label, _ in work), runner.epochs_left, settings.jobs,
            settings.runs_dir))
-    failures = caffe_runs.drive(runner, work, settings.jobs, write, log)
+    failures = caffe_runs.drive(runner, work, settings.jobs, report, log)
+    report.flush()
     stopped = [f for f in failures if isinstance(f[1], tiny.ChunkLimitReached)]
     if stopped and len(stopped) == len(failures):
         log("stopped after %d epoch(s) as asked (--max-epochs); the same command goes on"
