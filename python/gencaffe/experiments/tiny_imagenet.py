@@ -430,7 +430,9 @@ class Runner(RunnerBase):
     chunks_trained: int = 0
     chunk_seconds: List[float] = field(default_factory=list)
     epochs_left: int = 0
-    on_epoch: Optional[Callable[[], None]] = None   # called after every epoch trained
+    # called after every epoch trained; returns at once and never raises
+    # (epoch_runs_cli.ReportWriter, which logs a rewrite that fails)
+    on_epoch: Optional[Callable[[], None]] = None
 
     def take_chunk(self, chunk: Chunk):
         with self._locks_guard:
@@ -452,10 +454,7 @@ class Runner(RunnerBase):
                                   self.epochs_left, self.epochs_left * mean / 3600.0 / jobs,
                                   mean / 60.0, jobs))
             if self.on_epoch is not None:
-                try:
-                    self.on_epoch()
-                except Exception as err:  # a report that cannot be written stops no training
-                    self.settings.log("warning: the report was not rewritten: %s" % err)
+                self.on_epoch()
 
 
 def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, str, int], List[Chunk]]:
