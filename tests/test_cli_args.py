@@ -31,7 +31,9 @@ def test_size_hw(text, expected):
 @pytest.mark.parametrize("kind, text, ok", [
     ("positive_float", "1e-5", True), ("positive_float", "0", False),
     ("positive_float", "nan", False), ("non_negative_int", "0", True),
-    ("non_negative_int", "-1", False), ("non_negative_int", "1.5", False)])
+    ("non_negative_int", "-1", False), ("non_negative_int", "1.5", False),
+    ("open_share", "0.5", True), ("open_share", "0", False), ("open_share", "1", False),
+    ("open_share", "nan", False)])
 def test_number_types(kind, text, ok):
     from gencaffe import cli_args
     parse = getattr(cli_args, kind)

@@ -33,6 +33,7 @@ import time
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe.atomic_io import atomic_write  # noqa: E402
+from gencaffe.cli_args import non_negative_int, positive_int  # noqa: E402
 SHAPES = [(64, 10), (256, 1000), (1024, 1000)]
 
 
@@ -235,11 +236,11 @@ def main(argv=None):
     parser.add_argument("--caffe-time-only", action="store_true",
                         help="no pycaffe: time the loss layers with `caffe time` and skip "
                              "the LeNet part (for a GPU machine with a device bundle)")
-    parser.add_argument("--repeats", type=int, default=15,
+    parser.add_argument("--repeats", type=positive_int, default=15,
                         help="alternating repetitions per measurement (default 15)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=non_negative_int, default=1,
                         help="BLAS/OpenMP threads (default 1; 0 = leave the environment's setting)")
-    parser.add_argument("--lenet-iterations", type=int, default=20,
+    parser.add_argument("--lenet-iterations", type=positive_int, default=20,
                         help="iterations per LeNet `caffe time` run (default 20)")
     parser.add_argument("--output", default=None,
                         help="results file (default results/bench_generative_loss[_gpu].md)")

@@ -23,6 +23,8 @@ import sys
 import time
 
 from repo_paths import LIBRARY, REPO  # noqa: E402  (python/ on sys.path)
+from gencaffe.cli_args import (non_negative_int, positive_float,  # noqa: E402
+                               positive_int)
 
 
 def parse_args(argv=None):
@@ -32,18 +34,18 @@ def parse_args(argv=None):
                         help="CMake build directory with the caffe binary and pycaffe (default: build/cpu)")
     parser.add_argument("--out-dir", default="demo",
                         help="outputs, relative to the repository root (default: %(default)s)")
-    parser.add_argument("--gg-epochs", type=int, default=3,
+    parser.add_argument("--gg-epochs", type=positive_int, default=3,
                         help="epochs of GG pre-training (paper: 16; default %(default)s)")
-    parser.add_argument("--dg-epochs", type=int, default=2,
+    parser.add_argument("--dg-epochs", type=positive_int, default=2,
                         help="epochs of DG tuning after it (paper: 9; default %(default)s)")
-    parser.add_argument("--seed", type=int, default=1, help="solver random_seed (default %(default)s)")
-    parser.add_argument("--hmc-iterations", type=int, default=100,
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="solver random_seed (default %(default)s)")
+    parser.add_argument("--hmc-iterations", type=positive_int, default=100,
                         help="HMC iterations per chain (paper: 300; default %(default)s)")
-    parser.add_argument("--hmc-chains", type=int, default=4,
+    parser.add_argument("--hmc-chains", type=positive_int, default=4,
                         help="HMC chains per digit class (default %(default)s)")
-    parser.add_argument("--hmc-temperature", type=float, default=0.1,
+    parser.add_argument("--hmc-temperature", type=positive_float, default=0.1,
                         help="HMC temperature T (1 = the untempered model; default %(default)s)")
-    parser.add_argument("--hmc-warmup", type=int, default=50,
+    parser.add_argument("--hmc-warmup", type=non_negative_int, default=50,
                         help="HMC warm-up iterations adapting the step size (0 = the paper's "
                              "fixed step; default %(default)s)")
     return parser.parse_args(argv)

@@ -41,7 +41,7 @@ import sys
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress  # noqa: E402
-from gencaffe.cli_args import size_hw  # noqa: E402
+from gencaffe.cli_args import non_negative_int, positive_int, size_hw  # noqa: E402
 from gencaffe.data import imagenet, imagenet_sources  # noqa: E402
 from gencaffe.data.caffe_convert import ToolError  # noqa: E402
 
@@ -87,12 +87,12 @@ def build_parser():
                      help="with --encoded: the format every resized image is re-encoded in "
                           "(OpenCV's default quality); '' keeps each file's own by extension "
                           "(default: %(default)s)")
-    out.add_argument("--seed", type=int, default=1, help="seed of the list shuffle (default 1)")
+    out.add_argument("--seed", type=non_negative_int, default=1, help="seed of the list shuffle (default 1)")
     run = p.add_argument_group("running")
     run.add_argument("--no-check", action="store_true",
                      help="skip the decode pass: only files OpenCV cannot open at all are left out "
                           "(and named); truncated JPEGs then go into the LMDB with grey fill")
-    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    run.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                      help="processes for the decode pass (default: all cores, %(default)s)")
     run.add_argument("--caffe-tools", metavar="DIR",
                      help="folder with convert_imageset and compute_image_mean (default: "

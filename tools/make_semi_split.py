@@ -37,22 +37,23 @@ import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import progress, pycaffe_path  # noqa: E402
+from gencaffe.cli_args import non_negative_int, positive_int  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="the labelled train LMDB folder (Caffe Datums)")
-    p.add_argument("--labelled", "-k", type=int, required=True, metavar="K",
+    p.add_argument("--labelled", "-k", type=positive_int, required=True, metavar="K",
                    help="how many records get to keep their label")
-    p.add_argument("--seed", type=int, default=1,
+    p.add_argument("--seed", type=non_negative_int, default=1,
                    help="seed of the choice (default: %(default)s); the same seed, source and "
                         "options always give the same subset")
     p.add_argument("--balanced", action="store_true",
                    help="K/C records of each of the C classes (the remainder to classes drawn at "
                         "random) instead of K uniformly at random (the paper's choice). Needs "
                         "K >= C")
-    p.add_argument("--pool", type=int, metavar="N",
+    p.add_argument("--pool", type=positive_int, metavar="N",
                    help="split only the first N records (key order); the rest are left out, or "
                         "written as holdout_lmdb with --holdout. E.g. --pool 50000 on MNIST's "
                         "60,000 keeps the last 10,000 (the classic validation part) apart")
@@ -60,7 +61,7 @@ def parse_args(argv=None):
                    help="with --pool: write the records after the pool, labels kept, as "
                         "holdout_lmdb (a validation set for choosing settings without the test "
                         "set)")
-    p.add_argument("--num-classes", type=int,
+    p.add_argument("--num-classes", type=positive_int,
                    help="class count (default: the largest label + 1); the class prior has one "
                         "value per class")
     p.add_argument("--unlabeled-label", type=int, default=-1,

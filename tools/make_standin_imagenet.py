@@ -23,6 +23,7 @@ import sys
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress  # noqa: E402
+from gencaffe.cli_args import non_negative_int, positive_int  # noqa: E402
 from gencaffe.data import standin  # noqa: E402
 
 
@@ -49,8 +50,8 @@ def build_parser():
                    help="0..1: how far the object's base colour depends on the class (its hue "
                         "drawn from a band around label/C; 1 = each class its own band); 0 = no "
                         "pixel statistic separates the classes (default %g)" % d.colour_cue)
-    p.add_argument("--seed", type=int, default=d.seed, help="seed (default %d)" % d.seed)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--seed", type=non_negative_int, default=d.seed, help="seed (default %d)" % d.seed)
+    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                    help="worker processes (output does not depend on it; default %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="replace a stand-in tree made with other options")

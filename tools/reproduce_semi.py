@@ -33,7 +33,8 @@ from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 # their own INFO log regardless (caffe_runs)
 os.environ.setdefault("GLOG_minloglevel", "2")
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import choice_list, int_list  # noqa: E402
+from gencaffe.cli_args import (choice_list, int_list, non_negative_float,  # noqa: E402
+                               non_negative_int, open_share, positive_int)  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import runner_cli, semi_cli, semi_runs  # noqa: E402
@@ -52,18 +53,18 @@ def parse_args(argv=None):
                    default=list(semi_runs.APPROACHES),
                    help="comma-separated subset of %s (default: all)"
                         % ",".join(semi_runs.APPROACHES))
-    p.add_argument("--iterations", type=int, default=3000,
+    p.add_argument("--iterations", type=positive_int, default=3000,
                    help="training budget of every approach in iterations of the 64-image batch "
                         "(default: %(default)s; the paper's MNIST budget is 25 epochs = 23450); "
                         "semi_gg_dg splits it 16 : 9 between its stages. Runs of another budget "
                         "go to another runs dir")
-    p.add_argument("--tests-per-run", type=int, default=5,
+    p.add_argument("--tests-per-run", type=positive_int, default=5,
                    help="test passes per run besides iteration 0 (default: %(default)s); the "
                         "last is at the final iteration")
-    p.add_argument("--labelled-share", type=float, default=None,
+    p.add_argument("--labelled-share", type=open_share, default=None,
                    help="share of each semi-supervised batch taken from the labelled subset "
                         "(default: the net generator's, DEFAULT_LABELLED_SHARE)")
-    p.add_argument("--unlabeled-weight", type=float, default=None,
+    p.add_argument("--unlabeled-weight", type=non_negative_float, default=None,
                    help="lambda of Eq. 19 (default: the generator's, 0.1 as the paper)")
     p.add_argument("--uniform-prior", action="store_true",
                    help="class prior rho uniform instead of the labelled subset's class "
@@ -72,7 +73,7 @@ def parse_args(argv=None):
                    help="choose the labelled images uniformly at random (the paper's ImageNet "
                         "choice) instead of class-balanced (the MNIST protocol of the published "
                         "numbers the table cites)")
-    p.add_argument("--pool", type=int, default=semi_runs.DEFAULT_POOL,
+    p.add_argument("--pool", type=non_negative_int, default=semi_runs.DEFAULT_POOL,
                    help="split the first N train images (default: %(default)s, the classic "
                         "train part; 0 = all 60,000)")
     p.add_argument("--evaluate-on", choices=("test", "holdout"), default="test",
@@ -82,7 +83,7 @@ def parse_args(argv=None):
                    help="folder with mnist_train_lmdb and mnist_test_lmdb (default: %(default)s)")
     p.add_argument("--splits-dir", default="data/mnist/semi_splits",
                    help="where the splits go, one folder per k and seed (default: %(default)s)")
-    p.add_argument("--diagnostic-batches", type=int, default=20,
+    p.add_argument("--diagnostic-batches", type=non_negative_int, default=20,
                    help="mixed batches per semi_gg snapshot for the diagnostics (default: "
                         "%(default)s; 0 = no diagnostics)")
     runner_cli.add_running_options(

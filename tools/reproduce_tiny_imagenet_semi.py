@@ -27,7 +27,8 @@ import os
 import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
-from gencaffe.cli_args import choice_list, int_list, non_negative_float, positive_int  # noqa: E402
+from gencaffe.cli_args import (choice_list, int_list, non_negative_float,  # noqa: E402
+                               non_negative_int, open_share, positive_int)  # noqa: E402
 from gencaffe.experiments import epoch_runs_cli  # noqa: E402
 
 FRACTIONS = ("50k", "100k", "300k")
@@ -52,7 +53,7 @@ def build_parser():
     exp.add_argument("--balanced", action="store_true",
                      help="class-balanced labelled subsets (default: uniformly at random, as "
                           "the paper)")
-    exp.add_argument("--labelled-share", type=float, default=None,
+    exp.add_argument("--labelled-share", type=open_share, default=None,
                      help="labelled share of each semi-supervised batch (default: the subset's "
                           "share of the train set, as the paper's random batches)")
     exp.add_argument("--unlabeled-weight", type=non_negative_float, default=None,
@@ -69,7 +70,7 @@ def build_parser():
     exp.add_argument("--batch", type=positive_int, default=None,
                      help="train batch (default: the committed nets' 250; epochs of 60,000 "
                           "images are then whole batches)")
-    exp.add_argument("--diagnostic-batches", type=int, default=20,
+    exp.add_argument("--diagnostic-batches", type=non_negative_int, default=20,
                      help="mixed batches per semi GG epoch snapshot for the unlabelled term's "
                           "diagnostics and the Bayes-rule reading in the report (default "
                           "%(default)s; 0 = none)")

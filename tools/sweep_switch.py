@@ -25,7 +25,7 @@ import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import pycaffe_path  # noqa: E402
-from gencaffe.cli_args import int_list  # noqa: E402
+from gencaffe.cli_args import int_list, positive_int  # noqa: E402
 
 pycaffe_path.add_build_pycaffe(REPO)
 from gencaffe.experiments import mnist_runs, runner_cli, sweep_switch_cli  # noqa: E402
@@ -36,9 +36,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int_list, default=int_list("1-3"),
                    help="seeds, e.g. 1-3 or 1,4 (default 1-3); Caffe's random_seed")
-    p.add_argument("--epochs", type=int, default=mnist_runs.TOTAL_EPOCHS,
+    p.add_argument("--epochs", type=positive_int, default=mnist_runs.TOTAL_EPOCHS,
                    help="epochs in all, the same for every point (default 25, the paper's)")
-    p.add_argument("--budget", type=int, metavar="B",
+    p.add_argument("--budget", type=positive_int, metavar="B",
                    help="epochs in all of each GG+DG point (default --epochs); below --epochs, "
                         "DG alone and GG alone are their --epochs runs read after epoch B")
     p.add_argument("--points", type=int_list, default=int_list("1,2,4,8,12,16,20"),

@@ -133,6 +133,14 @@ def non_negative_float(text):
     return _at_least(_number(text, float, "a number"), text, 0)
 
 
+def open_share(text):
+    """argparse type: a share strictly between 0 and 1 (e.g. of a batch)."""
+    value = _at_least(_number(text, float, "a number"), text, 0, strictly=True)
+    if value >= 1:
+        raise argparse.ArgumentTypeError("must be < 1, got %s" % text)
+    return value
+
+
 def size_hw(text):
     """argparse type: an image size, N (square) or HxW, each >= 1 -> (H, W)."""
     match = re.fullmatch(r"(\d+)(?:[xX](\d+))?", text.strip())
