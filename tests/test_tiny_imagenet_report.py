@@ -2,6 +2,8 @@
 (gencaffe.experiments.tiny_imagenet_report): per-epoch errors from the test
 passes, paired differences, and the statements against the paper's claims;
 plain RunResult objects, no Caffe."""
+from types import SimpleNamespace
+
 import pytest
 
 pytest.importorskip("caffe.proto.caffe_pb2", reason="the report module reads solvers")
@@ -91,6 +93,9 @@ def test_semi_curves_put_each_loss_on_its_own_axes_and_stage_one_once(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+SCHEDULE = SimpleNamespace(epochs=9, switch=6)   # the committed Table 3 schedule's shape
+
+
 def semi_diagnostics_of(largest_share, pseudo=0.008, labelled_term=0.06):
     return {"labelled_batch": 10, "unlabelled_batch": 240, "unlabeled_weight": 0.1,
             "snapshots": [{"iteration": 1440, "largest_class_share": largest_share,
@@ -105,7 +110,7 @@ def test_semi_reading_names_a_collapsed_unlabelled_term_and_the_weight_of_its_su
     tuned = finished("semi_gg_dg", 1, 95.0, arch="50k")
     alone = finished("semi_gg", 1, 99.5, arch="50k")     # its arg-max at chance: not "learning"
     alone.diagnostics = semi_diagnostics_of(0.478)
-    lines = semi_report.reading([dg, tuned, alone], ["50k"], 200, 10000)
+    lines = semi_report.reading([dg, tuned, alone], ["50k"], 200, 10000, SCHEDULE)
     text = "\n".join(lines)
     # 96 % error is 3.5 points from chance, but 50 standard errors of guessing on 10,000 images
     assert "learning: every finished DG and semi GG + DG tuning run's 5-crop top-1 error below " \
@@ -124,25 +129,25 @@ def test_semi_reading_names_a_collapsed_unlabelled_term_and_the_weight_of_its_su
     # the term's favourite classes against rho: class 2 has the largest prior
     alone.diagnostics["snapshots"][0]["class_share"] = [0.1, 0.0, 0.6, 0.3]
     alone.class_prior = [0.2, 0.2, 0.4, 0.2]
-    text = "\n".join(semi_report.reading([alone], ["50k"], 200, 10000))
+    text = "\n".join(semi_report.reading([alone], ["50k"], 200, 10000, SCHEDULE))
     assert "the classes it gives the most, ranked by rho (1 = the labelled subset's most " \
            "frequent class, of 200): 1, 2, 2." in text
 
     alone.diagnostics = semi_diagnostics_of(0.02)         # 4x even: not collapsed
     assert "spreads over the classes? yes:" in "\n".join(
-        semi_report.reading([alone], ["50k"], 200, 10000))
+        semi_report.reading([alone], ["50k"], 200, 10000, SCHEDULE))
 
 
 def test_semi_reading_says_no_when_tuning_loses_and_nothing_before_runs_finish():
     from gencaffe.experiments import tiny_imagenet_semi_report as semi_report
     runs = [finished("dg", s, 90.0, arch="300k") for s in (1, 2)] + \
         [finished("semi_gg_dg", 1, 89.0, arch="300k"), finished("semi_gg_dg", 2, 92.0, arch="300k")]
-    text = "\n".join(semi_report.reading(runs, ["300k"], 200, 10000))
+    text = "\n".join(semi_report.reading(runs, ["300k"], 200, 10000, SCHEDULE))
     assert "semi GG + DG tuning beats DG? **no**: semi-supervised GG + DG tuning - DG, " \
            "labelled subset only = +0.50 ± 2.12 pp over 2 seed(s) (s1 -1.00, s2 +2.00); " \
            "paper, full ImageNet: -3.6" in text
     unfinished = report.RunResult("300k", "dg", 1, epochs_done=3, epochs_total=9)
-    assert semi_report.reading([unfinished], ["300k"], 200, 10000) == []
+    assert semi_report.reading([unfinished], ["300k"], 200, 10000, SCHEDULE) == []
 
 
 def test_prior_ranks_rank_the_most_chosen_classes_by_rho():
@@ -152,3 +157,33 @@ def test_prior_ranks_rank_the_most_chosen_classes_by_rho():
     assert prior_ranks([0.5, 0.2, 0.0, 0.3], prior, top=1) == [4]
     assert prior_ranks([0.5, 0.5, 0, 0], [0.25] * 4) == []        # uniform: no ranking
     assert prior_ranks([0.5, 0.5, 0, 0], None) == []
+
+
+def with_epoch_tests(run, errors):
+    """run with a centre-crop test pass at the end of each epoch (error %)."""
+    run.tests = [(float(e), 1 - err / 100.0, None) for e, err in enumerate(errors, 1)]
+    return run
+
+
+def test_semi_reading_compares_the_tuning_with_dgs_first_epochs_from_random_weights():
+    """Semi GG + DG tuning after its 3 DG epochs against DG from random
+    weights after its own first 3: is semi GG's start worth more than none?"""
+    from gencaffe.experiments import tiny_imagenet_semi_report as semi_report
+    dg = [with_epoch_tests(finished("dg", s, 96.0, arch="50k"),
+                           [98.4, 97.1, first3] + [96.5] * 6)
+          for s, first3 in ((1, 97.0), (2, 97.5))]
+    tuned = [with_epoch_tests(finished("semi_gg_dg", s, 98.9, arch="50k"),
+                              [99.5] * 6 + [99.5, 99.2, last]) for s, last in ((1, 99.0), (2, 97.0))]
+    seeds, diffs = semi_report.start_differences(dg + tuned, "50k", SCHEDULE)
+    assert seeds == [1, 2] and diffs == [pytest.approx(2.0), pytest.approx(-0.5)]
+    text = "\n".join(semi_report.reading(dg + tuned, ["50k"], 200, 10000, SCHEDULE))
+    assert "semi GG's weights a better start for DG than random weights (centre crop, after 3 " \
+           "epochs of DG each)? on average, not in every seed" not in text     # mean +0.75: no
+    assert "semi GG's weights a better start for DG than random weights (centre crop, after 3 " \
+           "epochs of DG each)? **no**: DG tuning from semi GG (base_lr 0.003) - DG from " \
+           "random weights after its first 3 epochs (base_lr 0.01) = +0.75 ± 1.77 pp over 2 " \
+           "seed(s) (s1 +2.00, s2 -0.50)." in text
+    # an unfinished tuning, or a DG without its epoch-3 test, gives no line
+    tuned[1].top1_error = None          # not evaluated: not finished
+    dg[0].tests = dg[0].tests[:2]
+    assert semi_report.start_differences(dg + tuned, "50k", SCHEDULE) == ([], [])

@@ -153,6 +153,25 @@ def epoch_errors(result: RunResult) -> List[Optional[float]]:
     return [errors.get(e) for e in range(1, result.epochs_done + 1)]
 
 
+def learning_rows(group_title: str, groups, approaches, titles, results: List[RunResult],
+                  max_epochs: int) -> List[str]:
+    """A table of epoch_errors: a row per (group, approach, seed) that has a
+    finished epoch; groups = [(RunResult.arch value, its name)]."""
+    lines = ["| %s | approach | seed | %s |" % (group_title, " | ".join(
+                 str(e) for e in range(1, max_epochs + 1))),
+             "|---|---|---|%s" % ("---:|" * max_epochs)]
+    for group, name in groups:
+        for approach in approaches:
+            for r in results:
+                if r.arch != group or r.approach != approach or not r.epochs_done:
+                    continue
+                errors = epoch_errors(r) + [None] * (max_epochs - r.epochs_done)
+                lines.append("| %s | %s | %d | %s |" % (
+                    name, titles[approach], r.seed,
+                    " | ".join(_num(e, "%.1f") for e in errors[:max_epochs])))
+    return lines
+
+
 def paired(results: List[RunResult], arch: str, first: str, second: str):
     """(seeds, first - second top-1 error differences) over the seeds where both are done."""
     by = {(r.approach, r.seed): r for r in results if r.arch == arch and r.complete}
@@ -323,19 +342,9 @@ def table_markdown(settings, data, schedules, results, command) -> str:
     lines += ["", "## Learning: centre-crop val top-1 error % after each epoch", "",
               "The test pass at the end of every epoch (one centre crop, as in training); "
               "stage 2 of GG+DG and the control starts after epoch %s." % ", ".join(
-                  "%d (%s)" % (s.switch, ARCH_NAMES[a]) for a, s in schedules.items()), "",
-              "| net | approach | seed | %s |" % " | ".join(str(e) for e in
-                                                          range(1, max_epochs + 1)),
-              "|---|---|---|%s" % ("---:|" * max_epochs)]
-    for arch in archs:
-        for approach in tiny.APPROACHES:
-            for r in results:
-                if r.arch != arch or r.approach != approach or not r.epochs_done:
-                    continue
-                errors = epoch_errors(r) + [None] * (max_epochs - r.epochs_done)
-                lines.append("| %s | %s | %d | %s |" % (
-                    ARCH_NAMES[arch], tiny.TITLES[approach], r.seed,
-                    " | ".join(_num(e, "%.1f") for e in errors[:max_epochs])))
+                  "%d (%s)" % (s.switch, ARCH_NAMES[a]) for a, s in schedules.items()), ""]
+    lines += learning_rows("net", [(arch, ARCH_NAMES[arch]) for arch in archs], tiny.APPROACHES,
+                           tiny.TITLES, results, max_epochs)
     dg_done = [r for r in results if r.approach == "dg" and r.complete]
     lines += ["", "## An anchor for the DG baseline", "",
               "Published top-1 val accuracy of AlexNet-like nets trained from scratch on the "
