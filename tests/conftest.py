@@ -39,3 +39,31 @@ def lmdb_items(path):
         items = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
     env.close()
     return items
+
+
+def png_rgb(bgr_chw):
+    import io
+    import numpy as np
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(bgr_chw.transpose(1, 2, 0)[..., ::-1])).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def write_lmdb(path, images, labels, encoded=False):
+    """An LMDB of Caffe Datums, keys 00000000...: raw uint8 C x H x W (BGR), or
+    with `encoded` PNG (lossless, so OpenCV gives back exactly `image`)."""
+    import lmdb
+    from caffe.proto import caffe_pb2
+    env = lmdb.open(str(path), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for i, (image, label) in enumerate(zip(images, labels)):
+            datum = caffe_pb2.Datum()
+            datum.label = int(label)
+            if encoded:   # PNG is lossless: OpenCV must give back exactly `image` (BGR)
+                datum.data, datum.encoded = png_rgb(image), True
+            else:
+                datum.channels, datum.height, datum.width = image.shape
+                datum.data = image.tobytes()
+            txn.put(b"%08d" % i, datum.SerializeToString())
+    env.close()

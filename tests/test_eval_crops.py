@@ -4,7 +4,6 @@ The math is checked on arrays whose values name their position; the pycaffe
 path against an independent computation: each crop cut by hand at hard-coded
 offsets from the mean-subtracted image and fed through the net one at a time.
 """
-import io
 import json
 import os
 import subprocess
@@ -59,6 +58,7 @@ try:
 except ImportError:   # no pycaffe built: the math tests above still run
     caffe = None
 from gencaffe.data import datum_io  # noqa: E402
+from conftest import png_rgb, write_lmdb  # noqa: E402
 from gencaffe.experiments import eval_crops  # noqa: E402
 
 needs_caffe = pytest.mark.skipif(caffe is None, reason="pycaffe not built")
@@ -83,30 +83,6 @@ def deploy_net(path, classes=CLASSES, seed=5):
     caffe.set_random_seed(seed)
     caffe.set_mode_cpu()
     return caffe.Net(path, caffe.TEST)
-
-
-def png_rgb(bgr_chw):
-    from PIL import Image
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(bgr_chw.transpose(1, 2, 0)[..., ::-1])).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def write_lmdb(path, images, labels, encoded=False):
-    import lmdb
-    from caffe.proto import caffe_pb2
-    env = lmdb.open(str(path), map_size=1 << 26)
-    with env.begin(write=True) as txn:
-        for i, (image, label) in enumerate(zip(images, labels)):
-            datum = caffe_pb2.Datum()
-            datum.label = int(label)
-            if encoded:   # PNG is lossless: OpenCV must give back exactly `image` (BGR)
-                datum.data, datum.encoded = png_rgb(image), True
-            else:
-                datum.channels, datum.height, datum.width = image.shape
-                datum.data = image.tobytes()
-            txn.put(b"%08d" % i, datum.SerializeToString())
-    env.close()
 
 
 @pytest.fixture(scope="module")

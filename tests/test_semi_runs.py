@@ -194,7 +194,7 @@ def test_bayes_rule_ignores_per_class_offsets_that_gg_cannot_learn():
     reference = (np.eye(3)[rng.integers(0, 3, size=60)] * 3 + rng.normal(size=(60, 3)))
     args = (reference.astype(np.float32).reshape(60, 1, 1, 3), images.reshape(40, 1, 1, 3),
             labels, np.log(np.full(3, 1 / 3.)))
-    plain = semi_diagnostics.generative_classifier(Net(np.zeros(3)), 4, *args)
-    shifted = semi_diagnostics.generative_classifier(Net(np.array([0., 5., -5.])), 4, *args)
+    plain = semi_diagnostics.generative_classifier(Net(np.zeros(3)), *args)
+    shifted = semi_diagnostics.generative_classifier(Net(np.array([0., 5., -5.])), *args)
     assert shifted["generative_test_accuracy"] == plain["generative_test_accuracy"] > 0.8
     assert shifted["classifier_test_accuracy"] < 0.5 < plain["classifier_test_accuracy"]

@@ -249,25 +249,18 @@ def lmdb_images(db_path: str, limit: int, transform_param=None, batch: int = 100
     return images, np.array([label for _, label in records], dtype=np.int64)
 
 
-def scores_of(net, images: np.ndarray, batch: int, blob: str = "ip2") -> np.ndarray:
-    out = []
-    for start in range(0, len(images), batch):
-        part = images[start:start + batch]
-        data = np.zeros(net.blobs["data"].data.shape, dtype=np.float32)
-        data[:len(part)] = part
-        net.blobs["data"].data[...] = data
-        net.forward()
-        out.append(np.array(net.blobs[blob].data, dtype=np.float64).reshape(batch, -1)[:len(part)])
-    return np.concatenate(out)
+def scores_of(net, images: np.ndarray, blob: str = "ip2") -> np.ndarray:
+    from .feature_health import blob_features
+    return blob_features(net, images, [blob])[blob]
 
 
-def generative_classifier(net, batch: int, reference: np.ndarray, test_images: np.ndarray,
+def generative_classifier(net, reference: np.ndarray, test_images: np.ndarray,
                           test_labels: np.ndarray, log_prior: np.ndarray,
                           blob: str = "ip2") -> Dict[str, float]:
     """Test accuracy of argmax f_y and of the Bayes rule with log Z_y estimated
     on the reference (unlabelled train) images."""
-    log_z = column_logsumexp(scores_of(net, reference, batch, blob)) - np.log(len(reference))
-    scores = scores_of(net, test_images, batch, blob)
+    log_z = column_logsumexp(scores_of(net, reference, blob)) - np.log(len(reference))
+    scores = scores_of(net, test_images, blob)
     return {"classifier_test_accuracy": float((scores.argmax(axis=1) == test_labels).mean()),
             "generative_test_accuracy": float(((scores - log_z + log_prior).argmax(axis=1)
                                                == test_labels).mean()),
@@ -342,7 +335,7 @@ def analyse(run_dir: str, snapshots: Dict[int, str], split_dir: str, manifest: d
             reference, _ = lmdb_images(os.path.join(split_dir, "unlabelled_lmdb"),
                                        reference_images, transform, batch, repo)
             test_images, test_labels = lmdb_images(test_lmdb, 10 ** 9, transform, batch, repo)
-            final = dict(generative_classifier(net, batch, reference, test_images, test_labels,
+            final = dict(generative_classifier(net, reference, test_images, test_labels,
                                                log_prior, blob), iteration=max(snapshots))
     finally:
         os.unlink(deploy_path)
