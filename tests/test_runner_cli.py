@@ -52,8 +52,9 @@ def test_every_runner_has_the_shared_options_with_the_same_rules(name):
             parser.parse_args(bad)
 
 
-def test_running_settings_are_the_run_settings_fields():
+def test_running_settings_are_the_run_settings_fields(monkeypatch):
     from gencaffe.experiments.caffe_runs import RunSettings
+    monkeypatch.setattr(runner_cli, "limit_own_blas_threads", lambda threads: None)
     parser = argparse.ArgumentParser()
     runner_cli.add_running_options(parser, "/repo", runs_dir_help="x", results_dir_help="y")
     args = parser.parse_args(["--caffe", "bin/caffe", "--gpu", "1", "--threads", "2"])
@@ -62,6 +63,32 @@ def test_running_settings_are_the_run_settings_fields():
     assert settings.caffe == os.path.abspath("bin/caffe")
     assert (settings.gpu, settings.threads_per_job, settings.jobs, settings.retries) == (1, 2, 1, 1)
     assert parser.parse_args([]).caffe == "/repo/build/cpu/caffe/tools/caffe"
+
+
+def test_the_drivers_own_blas_threads_are_one_trainings(monkeypatch):
+    """A driver's in-process forward passes run beside its trainings: its BLAS
+    gets --threads, through the variables and, where OpenBLAS is loaded
+    already, at run time."""
+    import ctypes
+    for name in runner_cli.BLAS_THREAD_VARIABLES:
+        monkeypatch.setenv(name, "7")
+    try:
+        openblas = ctypes.CDLL("libopenblas.so.0")
+        before = openblas.openblas_get_num_threads()
+        openblas.openblas_set_num_threads(2)          # so that 1 below is a change
+        if openblas.openblas_get_num_threads() != 2:
+            openblas.openblas_set_num_threads(before)
+            openblas = None
+    except (OSError, AttributeError):
+        openblas = None
+    try:
+        runner_cli.limit_own_blas_threads(1)
+        assert all(os.environ[name] == "1" for name in runner_cli.BLAS_THREAD_VARIABLES)
+        if openblas is not None:
+            assert openblas.openblas_get_num_threads() == 1
+    finally:
+        if openblas is not None:
+            openblas.openblas_set_num_threads(before)
 
 
 def test_ordered_pairs_and_missing_lmdbs(tmp_path, capsys):
