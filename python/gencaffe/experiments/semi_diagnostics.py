@@ -46,6 +46,7 @@ import numpy as np
 
 from ..atomic_io import atomic_write
 from ..pycaffe_net import net_from_param
+from .feature_health import blob_features
 
 DIAGNOSTICS_NAME = "diagnostics.json"
 FORMAT_VERSION = 2
@@ -250,7 +251,6 @@ def lmdb_images(db_path: str, limit: int, transform_param=None, batch: int = 100
 
 
 def scores_of(net, images: np.ndarray, blob: str = "ip2") -> np.ndarray:
-    from .feature_health import blob_features
     return blob_features(net, images, [blob])[blob]
 
 
