@@ -64,14 +64,11 @@ def build_parser():
     return p
 
 
-def test_data_layer(net_path):
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    param = caffe_pb2.NetParameter()
-    with open(net_path) as handle:
-        text_format.Merge(handle.read(), param)
-    for layer in param.layer:
-        if layer.type == "Data" and any(rule.phase == caffe_pb2.TEST for rule in layer.include):
+def test_data_layer(net_param, net_path):
+    """The Data layer Caffe builds in the TEST phase (its source and transform)."""
+    from gencaffe.hmc import net_surgery
+    for layer in net_surgery.test_phase_layers(net_param):
+        if layer.type == "Data":
             return layer
     raise ValueError("%s has no Data layer for the TEST phase" % net_path)
 
@@ -82,16 +79,14 @@ def main(argv=None):
     pycaffe_path.add_build_pycaffe(REPO)
     from gencaffe.atomic_io import atomic_write
     from gencaffe.experiments import feature_health, semi_diagnostics
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
+    from gencaffe.hmc import net_surgery
     for path in [args.net, args.deploy] + [w for _, w in args.weights if w]:
         if not os.path.isfile(path):
             sys.exit("feature_health: %s not found" % path)
     try:
-        layer = test_data_layer(args.net)
-        with open(args.deploy) as handle:
-            deploy = text_format.Merge(handle.read(), caffe_pb2.NetParameter())
-    except (ValueError, text_format.ParseError) as err:
+        layer = test_data_layer(net_surgery.load_net_param(args.net), args.net)
+        deploy = net_surgery.load_net_param(args.deploy)
+    except (ValueError, net_surgery.NetSetupError) as err:
         sys.exit("feature_health: %s" % err)
     source = args.lmdb or layer.data_param.source
     if not os.path.isdir(source):

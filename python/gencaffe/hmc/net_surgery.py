@@ -60,7 +60,8 @@ def _in_test_phase(layer) -> bool:
     return not any(met(r) and r.HasField("phase") for r in layer.exclude)
 
 
-def _test_layers(param):
+def test_phase_layers(param):
+    """The layers of a NetParameter that Caffe builds in the TEST phase."""
     return [l for l in param.layer if _in_test_phase(l)]
 
 
@@ -74,7 +75,7 @@ def find_image_input(param, source: str = "the model") -> ImageInput:
     """The single 4-D input blob of a deploy net, or a clear error."""
     # A layer that makes blobs from nothing (Data, ImageData, DummyData, a Python
     # data layer, ...) other than the image Input or a learned Parameter blob.
-    data_layers = [l.name for l in _test_layers(param) if not len(l.bottom) and len(l.top)
+    data_layers = [l.name for l in test_phase_layers(param) if not len(l.bottom) and len(l.top)
                    and l.type not in IMAGE_INPUT_TYPES + ("Parameter",)]
     if data_layers:
         raise NetSetupError(
@@ -89,7 +90,7 @@ def find_image_input(param, source: str = "the model") -> ImageInput:
         else:
             shape = ()
         inputs.append((name, shape))
-    for layer in _test_layers(param):
+    for layer in test_phase_layers(param):
         if layer.type in IMAGE_INPUT_TYPES:
             shapes = list(layer.input_param.shape)
             for j, top in enumerate(layer.top):
@@ -134,7 +135,7 @@ def _cut_layers(param, node_layer: str, source: str) -> _Cut:
     """The layers from the input to ``node_layer`` (copies), Dropout removed."""
     pb2 = _pb2()
     image = find_image_input(param, source)
-    layers = [l for l in _test_layers(param) if l.type not in IMAGE_INPUT_TYPES]
+    layers = [l for l in test_phase_layers(param) if l.type not in IMAGE_INPUT_TYPES]
     idx = _layer_index(layers, node_layer)
     node = layers[idx]
     if node.type == "Dropout":
