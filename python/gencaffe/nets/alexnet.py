@@ -17,8 +17,7 @@ the budget. Everything else (kernels, LRN, groups, dropout, fillers, lr and
 decay multipliers) is the paper's. fc6 then has 256 x 2 x 2 inputs instead
 of 256 x 6 x 6: 24.1 M parameters at 200 classes against 61.0 M at 1000.
 """
-from .layers import (conv, constant, dropout, gaussian, inner_product, lrn, max_pool,
-                     relu)
+from .layers import conv, constant, dropout_classifier, gaussian, lrn, max_pool, relu
 from .variants import (IMAGENET_DATA, IMAGENET_FILES, IMAGENET_SEMI_DATA, Architecture,
                        tiny_imagenet)
 
@@ -48,14 +47,9 @@ def body(n, num_classes=1000, conv1_stride=4):
     n.conv5 = conv(n.relu4, 256, 3, gaussian(0.01), constant(0.1), pad=1, group=2)
     n.relu5 = relu(n.conv5)
     n.pool5 = max_pool(n.relu5, 3, 2)
-    n.fc6 = inner_product(n.pool5, 4096, gaussian(0.005), constant(0.1))
-    n.relu6 = relu(n.fc6)
-    n.drop6 = dropout(n.relu6)
-    n.fc7 = inner_product(n.drop6, 4096, gaussian(0.005), constant(0.1))
-    n.relu7 = relu(n.fc7)
-    n.drop7 = dropout(n.relu7)
-    n.fc8 = inner_product(n.drop7, num_classes, gaussian(0.01), constant(0))
-    return n.fc8
+    return dropout_classifier(n, n.pool5, num_classes,
+                              hidden_fillers=(gaussian(0.005), constant(0.1)),
+                              score_fillers=(gaussian(0.01), constant(0)))
 
 
 ARCH = Architecture(

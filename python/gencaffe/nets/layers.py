@@ -201,6 +201,20 @@ def constant(value=0):
     return dict(type="constant", value=value)
 
 
+def dropout_classifier(n, bottom, num_classes, hidden_fillers, score_fillers, hidden=4096):
+    """fc6-fc8 of the ImageNet nets (AlexNet, ZF): two fully connected ReLU
+    layers of `hidden` units with dropout 0.5, then the class scores fc8.
+    hidden_fillers / score_fillers: (weight, bias) filler pairs. Returns fc8."""
+    n.fc6 = inner_product(bottom, hidden, *hidden_fillers)
+    n.relu6 = relu(n.fc6)
+    n.drop6 = dropout(n.relu6)
+    n.fc7 = inner_product(n.drop6, hidden, *hidden_fillers)
+    n.relu7 = relu(n.fc7)
+    n.drop7 = dropout(n.relu7)
+    n.fc8 = inner_product(n.drop7, num_classes, *score_fillers)
+    return n.fc8
+
+
 # ------------------------------------------------------------------ heads
 
 def accuracy_layers(n, score, top_k=(1,)):

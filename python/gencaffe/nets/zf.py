@@ -33,8 +33,7 @@ Fig. 3's sizes throughout, and pool5 keeps a 2x2 map as AlexNet's does
 (tests/test_nets.py checks them). fc6 has 256 x 2 x 2 inputs: 25.5 M
 parameters at 200 classes against 62.4 M at 1000.
 """
-from .layers import (conv, constant, dropout, gaussian, inner_product, lrn, max_pool,
-                     relu)
+from .layers import conv, constant, dropout_classifier, gaussian, lrn, max_pool, relu
 from .variants import (IMAGENET_DATA, IMAGENET_FILES, IMAGENET_SEMI_DATA, Architecture,
                        tiny_imagenet)
 
@@ -67,14 +66,8 @@ def body(n, num_classes=1000, conv1_stride=2):
     n.conv5 = conv(n.relu4, 256, 3, W, B, pad=1)
     n.relu5 = relu(n.conv5)
     n.pool5 = max_pool(n.relu5, 3, 2)
-    n.fc6 = inner_product(n.pool5, 4096, W, B)
-    n.relu6 = relu(n.fc6)
-    n.drop6 = dropout(n.relu6)
-    n.fc7 = inner_product(n.drop6, 4096, W, B)
-    n.relu7 = relu(n.fc7)
-    n.drop7 = dropout(n.relu7)
-    n.fc8 = inner_product(n.drop7, num_classes, W, B)
-    return n.fc8
+    return dropout_classifier(n, n.pool5, num_classes, hidden_fillers=(W, B),
+                              score_fillers=(W, B))
 
 
 ARCH = Architecture(
