@@ -42,3 +42,15 @@ def test_number_types(kind, text, ok):
     else:
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("GG=runs/gg", ("GG", "runs/gg")), (" 50k semi GG = a=b.log ", ("50k semi GG", "a=b.log")),
+    ("runs/gg", None), ("=runs/gg", None), ("GG=", None), (" = ", None)])
+def test_named_path(text, expected):
+    from gencaffe.cli_args import named_path
+    if expected:
+        assert named_path(text) == expected
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="expected NAME=PATH"):
+            named_path(text)

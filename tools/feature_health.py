@@ -26,15 +26,13 @@ import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import progress, pycaffe_path  # noqa: E402
-from gencaffe.cli_args import non_negative_int, positive_int  # noqa: E402
+from gencaffe.cli_args import named_path, non_negative_int, positive_int  # noqa: E402
 
 
 def named_weights(text):
     """argparse type: NAME=PATH, or NAME=random for the prototxt's fillers."""
-    name, equals, path = text.partition("=")
-    if not equals or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError("expected NAME=PATH (or NAME=random), got %r" % text)
-    return name.strip(), None if path.strip() == "random" else path.strip()
+    name, path = named_path(text)
+    return name, None if path == "random" else path
 
 
 def build_parser():

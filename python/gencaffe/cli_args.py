@@ -141,6 +141,14 @@ def open_share(text):
     return value
 
 
+def named_path(text):
+    """argparse type: NAME=PATH -> (name, path), both stripped and non-empty
+    (a row or a line named NAME, read from PATH)."""
+    name, equals, path = text.partition("=")
+    if not equals or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError("expected NAME=PATH, got %r" % text)
+    return name.strip(), path.strip()
+
 def size_hw(text):
     """argparse type: an image size, N (square) or HxW, each >= 1 -> (H, W)."""
     match = re.fullmatch(r"(\d+)(?:[xX](\d+))?", text.strip())
