@@ -24,6 +24,48 @@ def test_epoch_errors_take_the_test_pass_at_each_epochs_end():
     assert errors[2] == pytest.approx(96.7) and len(errors) == 3
 
 
+class FakeChunk:
+    """What read_chunks asks of a runner's epoch chunk: done, and its log."""
+
+    def __init__(self, epoch, first_iter, approach, log_text):
+        from gencaffe import caffe_log
+        self.epoch, self.first_iter, self.approach = epoch, first_iter, approach
+        self.log = caffe_log.parse_text(log_text)
+
+    def read_done(self, settings):
+        return {"seconds": 60.0}
+
+    def is_complete(self, settings):
+        return True
+
+    def parsed_log(self, settings):
+        return self.log
+
+
+def display_lines(iteration, loss, ess=None):
+    lines = ["I1205 solver.cpp:239] Iteration %d (1 iter/s, 2s/2 iters), loss = %g"
+             % (iteration, loss)]
+    if ess is not None:
+        lines.append("I1205 solver.cpp:258]     Train net output #0: ess = %g" % ess)
+    return "\n".join(lines) + "\n"
+
+
+def test_read_chunks_takes_the_ess_top_beside_the_loss(monkeypatch):
+    """A GenerativeLoss chunk's ESS top becomes "ESS" displays at the same
+    epoch x as its loss; a DG chunk's log has none and adds none."""
+    monkeypatch.setattr(report.tiny, "read_eval", lambda settings, chunk: None)
+    gg = [FakeChunk(1, 0, "gg", display_lines(0, 0.01, 0.99) + display_lines(2, -0.1, 0.7)),
+          FakeChunk(2, 4, "gg", display_lines(4, -0.2, 0.5))]
+    result = report.RunResult("alexnet", "gg", 1, epochs_total=2)
+    report.read_chunks(None, result, gg, iters_per_epoch=4, objective_of=lambda c: "GG")
+    assert result.displays == [(0.0, 0.01, "GG"), (0.5, -0.1, "GG"), (0.0, 0.99, "ESS"),
+                               (0.5, 0.7, "ESS"), (1.0, -0.2, "GG"), (1.0, 0.5, "ESS")]
+    dg = report.RunResult("alexnet", "dg", 1, epochs_total=1)
+    report.read_chunks(None, dg, [FakeChunk(1, 0, "dg", display_lines(0, 5.3))], 4,
+                       objective_of=lambda c: "DG")
+    assert dg.displays == [(0.0, 5.3, "DG")]
+
+
 def test_paired_differences_use_only_seeds_where_both_finished():
     results = [finished("dg", 1, 80.0), finished("dg", 2, 82.0),
                finished("gg_dg", 1, 79.0), finished("gg_dg", 3, 70.0),
@@ -63,13 +105,15 @@ def curves(approach, displays, tests, arch="50k"):
 
 
 def test_semi_curves_put_each_loss_on_its_own_axes_and_stage_one_once(tmp_path):
-    """Semi GG's Eq. 19 loss (near 0) and DG's softmax loss (near ln 200)
-    do not share axes; the tuning stage is drawn from the switch on only."""
+    """Semi GG's Eq. 19 loss (near 0), DG's softmax loss (near ln 200) and
+    the ESS top do not share axes; the tuning stage is drawn from the switch
+    on only."""
     pytest.importorskip("matplotlib")
     from gencaffe.experiments import plots
     from gencaffe.experiments import tiny_imagenet_semi as semi
     dg = curves("dg", [(0.5, 5.3, "DG"), (8.5, 4.0, "DG")], [(1, 0.01, None), (9, 0.1, None)])
-    semi_gg = curves("semi_gg", [(0.5, 0.45, "GG"), (5.5, 0.2, "GG")],
+    semi_gg = curves("semi_gg", [(0.5, 0.45, "GG"), (0.5, 0.99, "ESS"), (5.5, 0.2, "GG"),
+                                 (5.5, 0.08, "ESS")],
                      [(1, 0.01, None), (6, 0.08, None)])
     # semi GG + DG tuning carries the semi GG run's first 6 epochs in front
     tuned = curves("semi_gg_dg", semi_gg.displays + [(6.5, 4.2, "DG"), (8.5, 3.9, "DG")],
@@ -77,9 +121,10 @@ def test_semi_curves_put_each_loss_on_its_own_axes_and_stage_one_once(tmp_path):
     row = plots.EpochRow("50k labels", 9, 6,
                          [("dg", dg, -1), ("semi_gg", semi_gg, -1), ("semi_gg_dg", tuned, 6)])
     fig = plots.epoch_curves_figure(
-        [row], [("DG", "DG loss", (5.3, "chance")), ("GG", "semi GG loss", None)],
+        [row], [("DG", "DG loss", (5.3, "chance"), "batch loss"),
+                ("GG", "semi GG loss", None, "batch loss"), ("ESS", "ESS top", None, "ESS")],
         {"dg": "b", "semi_gg": "r", "semi_gg_dg": "g"}, semi.TITLES, 200, "switch")
-    ax_dg, ax_gg, ax_acc = fig.axes
+    ax_dg, ax_gg, ax_ess, ax_acc = fig.axes
 
     def drawn(ax):   # label -> x values of the data lines (not the reference lines)
         return {line.get_label(): list(line.get_xdata()) for line in ax.lines
@@ -87,6 +132,9 @@ def test_semi_curves_put_each_loss_on_its_own_axes_and_stage_one_once(tmp_path):
 
     assert drawn(ax_dg) == {semi.TITLES["dg"]: [0.5, 8.5], semi.TITLES["semi_gg_dg"]: [6.5, 8.5]}
     assert drawn(ax_gg) == {semi.TITLES["semi_gg"]: [0.5, 5.5]}
+    assert [list(line.get_ydata()) for line in ax_ess.lines
+            if line.get_linestyle() == "-"] == [[0.99, 0.08]]
+    assert ax_ess.get_ylabel() == "ESS" and ax_dg.get_ylabel() == "batch loss"
     assert drawn(ax_acc) == {semi.TITLES["dg"]: [1, 9], semi.TITLES["semi_gg"]: [1, 6],
                              semi.TITLES["semi_gg_dg"]: [7, 9]}
     plots.save_png(fig, str(tmp_path / "curves.png"))

@@ -13,7 +13,8 @@ def plain_tick_labels(ax):
 class EpochRow:
     """One row of an epoch-curves figure: `name` ("AlexNet", "50k labels"),
     the schedule's `epochs` and `switch` epoch, and `runs`: (approach,
-    result, after) with result.displays = (epoch x, batch loss, "DG"/"GG")
+    result, after) with result.displays = (epoch x, value, kind): kind "DG" /
+    "GG" for the batch loss of that objective, "ESS" for GenerativeLoss's ESS top
     and result.tests = (epoch x, top-1 accuracy, top-5); a run's points at
     x <= after are not drawn (a two-stage run's stage 1 is drawn once, by
     the run it was taken from)."""
@@ -22,18 +23,18 @@ class EpochRow:
         self.name, self.epochs, self.switch, self.runs = name, epochs, switch, runs
 
 
-def epoch_curves_figure(rows, loss_panels, colours, titles, classes, switch_label,
+def epoch_curves_figure(rows, display_panels, colours, titles, classes, switch_label,
                         suptitle=None):
     """A matplotlib figure with a row per EpochRow and a column per
-    loss_panels entry, (kind, title, reference): the displays of that kind
-    ("DG" or "GG"; the losses differ in scale, so each gets its own axes),
-    with an optional (y, label) reference line; then the val top-1 accuracy
-    with chance at 1/classes. Every seed is a line; colours and titles are
-    keyed by approach, and each approach is labelled once per panel."""
+    display_panels entry, (kind, title, reference, ylabel): the displays of
+    that kind ("DG", "GG" or "ESS"; the losses differ in scale, so each gets
+    its own axes), with an optional (y, label) reference line; then the val
+    top-1 accuracy with chance at 1/classes. Every seed is a line; colours and
+    titles are keyed by approach, and each approach is labelled once per panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    columns = len(loss_panels) + 1
+    columns = len(display_panels) + 1
     fig, axes = plt.subplots(max(1, len(rows)), columns,
                              figsize=(5.3 * columns, 4.4 * max(1, len(rows))), squeeze=False)
     for row, axs in zip(rows, axes):
@@ -41,7 +42,7 @@ def epoch_curves_figure(rows, loss_panels, colours, titles, classes, switch_labe
         for approach, result, after in row.runs:
             label = None if (approach in labelled) else titles[approach]
             drew = False
-            for (kind, _, _), ax in zip(loss_panels, axs):
+            for (kind, _, _, _), ax in zip(display_panels, axs):
                 points = [(x, y) for x, y, k in result.displays if k == kind and x > after]
                 if points:
                     ax.plot(*zip(*points), color=colours[approach], lw=0.8, alpha=0.7,
@@ -54,11 +55,11 @@ def epoch_curves_figure(rows, loss_panels, colours, titles, classes, switch_labe
                 drew = True
             if drew:
                 labelled.add(approach)
-        for (kind, title, reference), ax in zip(loss_panels, axs):
+        for (kind, title, reference, ylabel), ax in zip(display_panels, axs):
             if reference:
                 ax.axhline(reference[0], color="grey", lw=0.8, ls="--", label=reference[1])
             ax.set_title("%s: %s" % (row.name, title))
-            ax.set_ylabel("batch loss")
+            ax.set_ylabel(ylabel)
         axs[-1].axhline(1.0 / classes, color="grey", lw=0.8, ls="--", label="chance")
         axs[-1].set_title("%s: val top-1 accuracy (centre crop)" % row.name)
         axs[-1].set_ylabel("accuracy")

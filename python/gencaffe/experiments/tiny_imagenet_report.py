@@ -39,7 +39,8 @@ class RunResult:
     epochs_total: int = 0
     train_seconds: float = 0.0
     epoch_seconds: List[float] = field(default_factory=list)   # this run's own epochs
-    displays: List[Tuple[int, float, str]] = field(default_factory=list)  # (epoch x, loss, DG/GG)
+    # (epoch x, value, kind): the batch loss as "DG" / "GG", GenerativeLoss's ESS top as "ESS"
+    displays: List[Tuple[float, float, str]] = field(default_factory=list)
     tests: List[Tuple[float, Optional[float], Optional[float]]] = field(default_factory=list)
     centre_top1_error: Optional[float] = None
     top1_error: Optional[float] = None
@@ -62,7 +63,7 @@ def objective(approach: str, epoch: int, sched: tiny.Schedule) -> str:
 def read_chunks(settings, result: RunResult, chunks, iters_per_epoch: int, objective_of) -> None:
     """Add the done chunks of a run (in order, up to the first not done) to
     `result`: epochs, times, train displays (x in epochs, objective_of(chunk)
-    = "DG" or "GG"), test passes; and, when all are done, the centre-crop
+    = "DG" or "GG"; and the ESS top where the log has one, "ESS"), test passes; and, when all are done, the centre-crop
     error of the last test pass and the 5-crop evaluation of the last chunk."""
     ipe = float(iters_per_epoch)
     for chunk in chunks:
@@ -78,6 +79,8 @@ def read_chunks(settings, result: RunResult, chunks, iters_per_epoch: int, objec
         kind = objective_of(chunk)
         result.displays += [(start + d.iteration / ipe, d.smoothed_loss, kind)
                             for d in parsed.train_displays]
+        result.displays += [(start + d.iteration / ipe, d.outputs["ess"], "ESS")
+                            for d in parsed.train_displays if "ess" in d.outputs]
         result.tests += [(start + t.iteration / ipe, t.outputs.get("accuracy"),
                           t.outputs.get("accuracy_top5")) for t in parsed.tests()]
     if result.epochs_done < len(chunks):
@@ -384,8 +387,10 @@ def plot_curves(schedules, results, path, data):
         rows.append(plots.EpochRow(ARCH_NAMES[arch], sched.epochs, sched.switch, runs))
     chance = math.log(data.classes)
     fig = plots.epoch_curves_figure(
-        rows, [("DG", "train loss, DG (SoftmaxWithLoss)", (chance, "chance, ln %d" % data.classes)),
-               ("GG", "train loss, GG (GenerativeLoss)", (-chance, "-ln %d" % data.classes))],
+        rows, [("DG", "train loss, DG (SoftmaxWithLoss)", (chance, "chance, ln %d" % data.classes),
+                "batch loss"),
+               ("GG", "train loss, GG (GenerativeLoss)", (-chance, "-ln %d" % data.classes),
+                "batch loss")],
         colours, tiny.TITLES, data.classes, "GG+DG / control switch",
         suptitle="Tiny ImageNet-200, every seed (one line each)")
     plots.save_png(fig, path)

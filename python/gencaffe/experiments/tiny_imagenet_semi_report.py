@@ -370,7 +370,8 @@ def writer(settings, data, paths, argv):
 def plot_curves_semi(sched, results, path, data):
     """The curves of every seed: a row per labelled share; the DG loss (DG on
     the labelled subset, and the tuning stage), semi GG's Eq. 19 loss (its
-    own axes: the unlabelled term puts it on another scale), accuracy."""
+    own axes: the unlabelled term puts it on another scale), its ESS top (the
+    collapse shows as a drop to a few images a class), accuracy."""
     colours = {"dg": "tab:blue", "semi_gg": "tab:orange", "semi_gg_dg": "tab:green"}
     rows = []
     for fraction in list(dict.fromkeys(r.arch for r in results)) or ["-"]:
@@ -380,8 +381,10 @@ def plot_curves_semi(sched, results, path, data):
         rows.append(plots.EpochRow("%s labels" % fraction, sched.epochs, sched.switch, runs))
     fig = plots.epoch_curves_figure(
         rows, [("DG", "train loss, DG (SoftmaxWithLoss)",
-                (math.log(data.classes), "chance, ln %d" % data.classes)),
-               ("GG", "train loss, semi GG (Eq. 19)", None)],
+                (math.log(data.classes), "chance, ln %d" % data.classes), "batch loss"),
+               ("GG", "train loss, semi GG (Eq. 19)", None, "batch loss"),
+               ("ESS", "semi GG: the ESS top (low = few images carry each class)", None,
+                "ESS, share of the batch")],
         colours, semi.TITLES, data.classes, "semi GG -> DG tuning",
         suptitle="Tiny ImageNet-200, Table 3: every seed (one line each)")
     plots.save_png(fig, path)
