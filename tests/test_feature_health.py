@@ -43,11 +43,24 @@ def test_effective_dimension_counts_equal_directions_of_variation():
     assert fh.effective_dimension(np.ones((5, 4))) == 0.0
 
 
+def test_variation_directions_count_the_leading_directions_to_the_share():
+    # orthogonal directions with variances 5 : 3 : 2 (a balanced design, scaled)
+    signs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], float)
+    spread = np.hstack([signs * np.sqrt([5.0, 3.0, 2.0]), np.zeros((8, 4))])
+    assert fh.variation_directions(spread, 0.5) == 1
+    assert fh.variation_directions(spread, 0.8) == 2
+    assert fh.variation_directions(spread, 0.9) == 3
+    # one dominant direction and a tail: participation ratio near 1, yet 90 % needs the tail
+    tail = np.hstack([signs * np.sqrt([80.0, 10.0, 10.0]), np.zeros((8, 1))])
+    assert fh.effective_dimension(tail) < 1.6 and fh.variation_directions(tail, 0.9) == 2
+    assert fh.variation_directions(np.ones((5, 4))) == 0
+
+
 def test_markdown_has_a_row_per_weights_and_blob():
     stats = fh.statistics_of(np.array([[0.0, 1.0], [0.0, 2.0]]))
     assert stats["units"] == 2 and stats["dead_fraction"] == 0.5
     text = fh.markdown([("random", "fc7", stats), ("trained", "fc7", stats)])
-    assert text.splitlines()[2] == "| random | fc7 | 2 | 0.500 | 0.100 | 1.0 |"
+    assert text.splitlines()[2] == "| random | fc7 | 2 | 0.500 | 0.100 | 1.0 | 1 |"
     assert len(text.splitlines()) == 4
 
 
@@ -138,7 +151,7 @@ def test_tool_measures_the_test_layers_images_through_each_weights(tmp_path):
                             for blob, values in by_hand.items()]).splitlines()[2:]
     assert rows[:2] == expected
     dead_conv = rows[2].split(" | ")
-    assert dead_conv[3:] == ["1.000", "0.000", "0.0 |"]      # dead, constant, no variation
+    assert dead_conv[3:] == ["1.000", "0.000", "0.0", "0 |"]  # dead, constant, no variation
 
 
 @pytest.mark.skipif(caffe is None, reason="pycaffe not built")

@@ -3,8 +3,9 @@
 each chosen blob of a deploy net, over the same val images: the share of
 dead units (never positive on any image), the input dependence (the share of
 the features' second moment that varies from image to image: 0 = every image
-gives the same features) and the effective dimension (participation ratio of
-the features' covariance spectrum). Use it to see, e.g., whether a
+gives the same features), the effective dimension (participation ratio of
+the features' covariance spectrum: 1 when one direction dominates) and the
+number of principal directions that hold 90 % of the variation. Use it to see, e.g., whether a
 pre-training left features a DG tuning can start from; `random` weights (the
 prototxt's fillers) are the baseline.
 

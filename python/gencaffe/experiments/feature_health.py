@@ -30,25 +30,46 @@ def input_dependence(features: np.ndarray) -> float:
     return float(np.sum(np.var(features, axis=0))) / second
 
 
+def _centred_gram(features: np.ndarray) -> np.ndarray:
+    """The N x N Gram matrix of the centred features: it has the covariance's
+    nonzero eigenvalues (times N), and is small where D is large."""
+    centred = np.asarray(features, dtype=np.float64)
+    centred = centred - centred.mean(axis=0)
+    return centred @ centred.T
+
+
 def effective_dimension(features: np.ndarray) -> float:
     """Participation ratio of the centred features' covariance spectrum,
     (sum lambda)^2 / sum lambda^2: 1 when the images vary along one direction,
-    min(N - 1, D) at most; 0 when they do not vary at all. From the N x N Gram
-    matrix, which has the covariance's nonzero eigenvalues."""
-    centred = np.asarray(features, dtype=np.float64)
-    centred = centred - centred.mean(axis=0)
-    gram = centred @ centred.T
+    min(N - 1, D) at most; 0 when they do not vary at all. The largest
+    eigenvalue dominates it: variation_directions shows the tail."""
+    gram = _centred_gram(features)
     total = float(np.trace(gram))
     if total <= 0.0:
         return 0.0
     return total ** 2 / float(np.sum(gram * gram))
 
 
+def variation_directions(features: np.ndarray, share: float = 0.9) -> int:
+    """How many principal directions hold `share` of the variation across the
+    images (the fewest leading covariance eigenvalues that sum to it); 0 when
+    the images do not vary at all. Unlike the participation ratio it is not
+    set by the largest direction alone: a net can be 1.0 by that and still
+    need dozens of directions for 90 %."""
+    eigenvalues = np.sort(np.clip(np.linalg.eigvalsh(_centred_gram(features)), 0.0, None))[::-1]
+    total = float(eigenvalues.sum())
+    if total <= 0.0:
+        return 0
+    reached = np.cumsum(eigenvalues) >= share * total * (1.0 - 1e-12)
+    return int(np.argmax(reached)) + 1
+
+
 def statistics_of(features: np.ndarray) -> Dict[str, float]:
     return {"units": int(np.asarray(features).shape[1]),
             "dead_fraction": dead_fraction(features),
             "input_dependence": input_dependence(features),
-            "effective_dimension": effective_dimension(features)}
+            "effective_dimension": effective_dimension(features),
+            "directions_90": variation_directions(features, 0.9)}
 
 
 def blob_features(net, images: np.ndarray, blobs: Sequence[str]) -> Dict[str, np.ndarray]:
@@ -76,12 +97,13 @@ def default_blobs(net_param) -> List[str]:
 
 def markdown(rows: Sequence[tuple]) -> str:
     """rows: (weights name, blob, statistics_of(...)) -> a markdown table."""
-    lines = ["| weights | blob | units | dead units | input dependence | effective dimension |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| weights | blob | units | dead units | input dependence | effective dimension "
+             "| directions for 90 % |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for name, blob, stats in rows:
-        lines.append("| %s | %s | %d | %.3f | %.3f | %.1f |" % (
+        lines.append("| %s | %s | %d | %.3f | %.3f | %.1f | %d |" % (
             name, blob, stats["units"], stats["dead_fraction"], stats["input_dependence"],
-            stats["effective_dimension"]))
+            stats["effective_dimension"], stats["directions_90"]))
     return "\n".join(lines)
 
 
