@@ -127,6 +127,21 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_unstopped_one(lmdb, tmp_path
 
 
 @needs_caffe
+def test_keep_every_snapshot_keeps_each_epochs_weights_and_changes_nothing_else(lmdb, tmp_path):
+    plain, kept = tmp_path / "plain", tmp_path / "kept"
+    assert run(lmdb, plain, "--approaches", "dg").returncode == 0
+    result = run(lmdb, kept, "--approaches", "dg", "--keep-every-snapshot")
+    assert result.returncode == 0, result.stdout
+    epochs = kept / "alexnet" / "dg" / "seed1"
+    for epoch in (1, 2, 3):
+        assert (epochs / ("epoch%d" % epoch) / ("alexnet_iter_%d.caffemodel" % (3 * epoch))).exists()
+    assert not (epochs / "epoch1" / "alexnet_iter_3.solverstate").exists()   # states still go
+    assert not (plain / "alexnet" / "dg" / "seed1" / "epoch1" / "alexnet_iter_3.caffemodel").exists()
+    final = os.path.join("alexnet", "dg", "seed1", "epoch3", "alexnet_iter_9.caffemodel")
+    assert sha(plain / final) == sha(kept / final)
+
+
+@needs_caffe
 def test_gg_dg_and_control_start_from_the_gg_and_dg_runs(lmdb, tmp_path):
     runs = tmp_path / "runs"
     result = run(lmdb, runs)

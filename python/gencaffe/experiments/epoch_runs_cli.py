@@ -22,6 +22,11 @@ def add_running_options(parser, repo: str, runs_dir: str, report_name: str):
                      help="images per forward pass of the 5-crop evaluation (default %(default)s)")
     run.add_argument("--max-epochs", type=positive_int, default=None,
                      help="train at most N epochs in this call, then stop (rerun to go on)")
+    run.add_argument("--keep-every-snapshot", action="store_true",
+                     help="keep every epoch's .caffemodel (AlexNet at 56 px: ~97 MB each), not "
+                          "only the switch epoch's and the last, e.g. to follow the features "
+                          "over training with tools/feature_health.py; from the epochs trained "
+                          "with it on (the results stay the same)")
     return run
 
 
@@ -29,7 +34,8 @@ def running_settings(args) -> dict:
     """The Settings fields (gencaffe.experiments.tiny_imagenet.Settings) the
     running options set."""
     return dict(runner_cli.running_settings(args), runs_dir=args.runs_dir,
-                eval_batch=args.eval_batch, chunk_limit=args.max_epochs)
+                eval_batch=args.eval_batch, chunk_limit=args.max_epochs,
+                keep_every_snapshot=args.keep_every_snapshot)
 
 
 def report_paths(repo: str, args, report_name: str) -> Tuple[str, str]:

@@ -86,6 +86,7 @@ class Settings(RunSettings):
     test_batch: Optional[int] = None       # None: the committed nets' 50
     eval_batch: int = 50                   # images per forward pass of the 5-crop evaluation
     chunk_limit: Optional[int] = None      # train at most this many epochs (chunks), then stop
+    keep_every_snapshot: bool = False      # keep every epoch's weights, not only those read later
     progress_every_s: float = 120.0
     jobs: int = 2                          # runs at a time (for the eta)
 
@@ -274,7 +275,8 @@ def epoch_chunks(settings, template, files: Dict[str, str], data_fingerprint: st
     needs; a stage 2 (`stage2`) counts its solver's iterations from 0 and its
     first chunk starts from `previous`'s weights with -weights, every other
     chunk resumes the chunk before it with -snapshot. The snapshots of the
-    last epoch and of `keep_epochs` are kept when the next chunk is done."""
+    last epoch and of `keep_epochs` (of every epoch with
+    settings.keep_every_snapshot) are kept when the next chunk is done."""
     chunks = []
     for index, epoch in enumerate(epochs):
         first = (index if stage2 else epoch - 1) * iters_per_epoch
@@ -291,7 +293,8 @@ def epoch_chunks(settings, template, files: Dict[str, str], data_fingerprint: st
         chunk = Chunk("%s epoch %d/%d" % (title, epoch, total_epochs), directory, arch, approach,
                       seed, epoch, first, last, solver_config.solver_text(solver), dict(files),
                       data_fingerprint, previous=previous, run_root=run_root,
-                      keep=(epoch == epochs[-1] or epoch in keep_epochs))
+                      keep=(epoch == epochs[-1] or epoch in keep_epochs
+                            or settings.keep_every_snapshot))
         if previous is not None and index == 0 and stage2:
             chunk.weights = previous.final_snapshot(settings)
         elif previous is not None:
