@@ -63,8 +63,9 @@ def objective(approach: str, epoch: int, sched: tiny.Schedule) -> str:
 def read_chunks(settings, result: RunResult, chunks, iters_per_epoch: int, objective_of) -> None:
     """Add the done chunks of a run (in order, up to the first not done) to
     `result`: epochs, times, train displays (x in epochs, objective_of(chunk)
-    = "DG" or "GG"; and the ESS top where the log has one, "ESS"), test passes; and, when all are done, the centre-crop
-    error of the last test pass and the 5-crop evaluation of the last chunk."""
+    = "DG" or "GG"; and the ESS top where the log has one, "ESS"), test
+    passes; and, when all are done, the centre-crop error of the last test
+    pass and the 5-crop evaluation of the last chunk."""
     ipe = float(iters_per_epoch)
     for chunk in chunks:
         done = chunk.read_done(settings)
