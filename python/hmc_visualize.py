@@ -14,7 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from gencaffe.cli_args import positive_float, positive_int, size_hw  # noqa: E402
+from gencaffe.cli_args import (non_negative_int, open_share, positive_float,  # noqa: E402
+                               positive_int, size_hw)
 from gencaffe.hmc.blob_arrays import CHAINS_ON  # noqa: E402  (numpy only, no pycaffe)
 
 
@@ -149,18 +150,20 @@ def build_parser():
                           "number of cores; each uses one BLAS thread); chains are split "
                           "into at least this many groups. Results are reproducible for a "
                           "given seed, batch size and worker count (default 1)")
-    hmc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    hmc.add_argument("--seed", type=non_negative_int, default=0,
+                     help="random seed, >= 0 (default 0)")
     hmc.add_argument("--init", metavar="noise|zero|image:PATH",
                      help="chain start: 'noise' = a draw from q (paper), 'zero' = zero image "
                           "(paper, AlexNet fc8), 'image:PATH' = an image file mapped to net "
                           "input (lenet: noise; alexnet: zero for fc, noise for conv nodes)")
 
     extra = p.add_argument_group("beyond the paper (all off by default)")
-    extra.add_argument("--warmup", type=int, default=0, metavar="N",
+    extra.add_argument("--warmup", type=non_negative_int, default=0, metavar="N",
                        help="N extra warm-up iterations adapting each chain's step size by "
                             "dual averaging (Stan/NumPyro); the step size is then frozen")
-    extra.add_argument("--target-accept", type=float, default=0.8,
-                       help="acceptance rate the warm-up aims for (default 0.8)")
+    extra.add_argument("--target-accept", type=open_share, default=0.8,
+                       help="acceptance rate the warm-up aims for, between 0 and 1 "
+                            "(default 0.8)")
     extra.add_argument("--detect-divergences", action="store_true",
                        help="reject and count proposals whose energy error exceeds "
                             "--divergence-threshold or is not finite")

@@ -195,6 +195,12 @@ def test_bad_requests_get_a_message(tmp_path):
     assert result.returncode != 0 and "unknown architecture 'vgg'" in result.stderr
     result = run("--arch", "lenet", "--variant", "semi", "--out", str(tmp_path / "x.prototxt"))
     assert result.returncode != 0 and "unknown variant 'semi'" in result.stderr
+    for option, value, message in (("--train-batch", "0", "must be >= 1, got 0"),
+                                   ("--labelled-share", "1.5", "must be < 1"),
+                                   ("--unlabeled-weight", "-0.1", "must be >= 0")):
+        result = run("--arch", "lenet", "--variant", "semi_gg", option, value,
+                     "--out", str(tmp_path / "x.prototxt"))
+        assert result.returncode == 2 and option in result.stderr and message in result.stderr
     assert not (tmp_path / "x.prototxt").exists()
 
 

@@ -32,7 +32,7 @@ import sys
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress, pycaffe_path  # noqa: E402
-from gencaffe.cli_args import size_hw  # noqa: E402
+from gencaffe.cli_args import positive_int, size_hw  # noqa: E402
 
 
 def parse_values(text):
@@ -61,7 +61,7 @@ def build_parser():
     data.add_argument("--resize", type=size_hw, default=(256, 256), metavar="N|HxW",
                       help="with --images: resize to this before cropping, as convert_imageset "
                            "does (default 256)")
-    data.add_argument("--limit", type=int, help="evaluate only the first N images")
+    data.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     prep = p.add_argument_group("preprocessing (as the training net's transform_param)")
     prep.add_argument("--mean-file", help="mean.binaryproto of the training data (full image "
                                           "size; subtracted before cropping)")
@@ -73,7 +73,7 @@ def build_parser():
     run = p.add_argument_group("running")
     run.add_argument("--ten-crop", action="store_true",
                      help="also the mirrors of the five crops (10 per image)")
-    run.add_argument("--batch-size", type=int, default=50,
+    run.add_argument("--batch-size", type=positive_int, default=50,
                      help="images per forward pass; the net sees 5x (or 10x) as many crops "
                           "(default 50)")
     run.add_argument("--gpu", type=int, metavar="N", help="run on GPU N (default: CPU)")
@@ -82,7 +82,7 @@ def build_parser():
                                            "net's last top)")
     run.add_argument("--out", help="results file .json (a .md with the same stem is written "
                                    "beside it); default: WEIGHTS.5crop.json / .10crop.json")
-    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    run.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                      help="with --images: processes for the image decode check")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -105,7 +105,7 @@ def main(argv=None):
         mean_values=args.mean_values, no_mean=args.no_mean, scale=args.scale,
         ten_crop=args.ten_crop, batch_size=args.batch_size, resize=args.resize, gpu=args.gpu,
         limit=args.limit, input_blob=args.input_blob, output_blob=args.output_blob,
-        jobs=max(1, args.jobs))
+        jobs=args.jobs)
     try:
         result = eval_crops.evaluate(cfg, progress_factory=progress.bar_factory(not args.no_progress))
     except eval_crops.EvalError as err:

@@ -29,6 +29,7 @@ from dataclasses import replace
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 from gencaffe import pycaffe_path  # noqa: E402
+from gencaffe.cli_args import non_negative_float, open_share, positive_int  # noqa: E402
 
 
 def parse_args(argv):
@@ -47,18 +48,20 @@ def parse_args(argv):
     p.add_argument("--unlabelled-source", help="semi_gg: the unlabelled LMDB")
     p.add_argument("--test-source", help="TEST data LMDB")
     p.add_argument("--mean-file", help="mean .binaryproto (ImageNet nets)")
-    p.add_argument("--train-batch", type=int,
+    p.add_argument("--train-batch", type=positive_int,
                    help="TRAIN batch size (semi_gg: labelled + unlabelled together)")
-    p.add_argument("--test-batch", type=int, help="TEST batch size")
-    p.add_argument("--num-classes", type=int, help="class count (default: the architecture's)")
-    p.add_argument("--input-size", type=int, metavar="N",
+    p.add_argument("--test-batch", type=positive_int, help="TEST batch size")
+    p.add_argument("--num-classes", type=positive_int,
+                   help="class count (default: the architecture's)")
+    p.add_argument("--input-size", type=positive_int, metavar="N",
                    help="alexnet, zf: N x N input crops (crop_size and the deploy shape), with "
                         "what that size forces in the net (below 160: conv1's stride halved; "
                         "python/gencaffe/nets/alexnet.py, zf.py); default the architecture's "
                         "(227, 224; alexnet_tiny and zf_tiny: 56)")
-    p.add_argument("--labelled-share", type=float,
+    p.add_argument("--labelled-share", type=open_share,
                    help="semi_gg: share of each TRAIN batch taken from the labelled LMDB")
-    p.add_argument("--unlabeled-weight", type=float, help="semi_gg: lambda of Eq. 19 (0.1)")
+    p.add_argument("--unlabeled-weight", type=non_negative_float,
+                   help="semi_gg: lambda of Eq. 19, >= 0 (default 0.1)")
     p.add_argument("--class-prior", help="semi_gg: rho_y, comma-separated, one per class")
     p.add_argument("--split", metavar="DIR",
                    help="semi_gg/semi_dg: a split of tools/make_semi_split.py; its labelled and "
