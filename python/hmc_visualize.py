@@ -116,7 +116,7 @@ def build_parser():
                           "line, or Caffe's synset_words.txt ('n01440764 tench, Tinca tinca'); "
                           "labels rows and summaries of nodes with that many channels. LeNet "
                           "needs none: channel k of ip2 is the digit k")
-    net.add_argument("--gpu", type=int, metavar="ID",
+    net.add_argument("--gpu", type=non_negative_int, metavar="ID",
                      help="run Caffe on this GPU (CUDA builds); default CPU")
     net.add_argument("--chains-on", choices=CHAINS_ON, default="auto",
                      help="with --gpu, where the chains' positions, momenta and gradients "

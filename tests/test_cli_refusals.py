@@ -1,7 +1,7 @@
 """Command lines refuse impossible numbers at parsing, naming the option and
 the value (argparse's exit 2), before anything is read or written:
-hmc_visualize and eval_crops (make_nets': tests/test_nets.py; the runners':
-their own tests)."""
+hmc_visualize, eval_crops and the benchmarks (make_nets': tests/test_nets.py;
+the runners': their own tests)."""
 import contextlib
 import importlib.util
 import io
@@ -46,3 +46,19 @@ def test_eval_crops(option, value):
     text = refusal(parser.parse_args, ["--model", "m", "--weights", "w", "--lmdb", "l",
                                        option, value])
     assert option in text and "must be >= 1, got %s" % value in text
+
+
+@pytest.mark.parametrize("relative, argv, option, message", [
+    ("tools/bench_nets.py", ["--run", "d", "--repeats", "0"], "--repeats", "must be >= 1"),
+    ("tools/bench_nets.py", ["--run", "d", "--threads", "-1"], "--threads", "must be >= 0"),
+    ("tools/bench_hmc.py", ["--workers", "0"], "--workers", "must be >= 1"),
+    ("tools/eval_crops.py", ["--model", "m", "--weights", "w", "--lmdb", "l", "--gpu", "-1"],
+     "--gpu", "must be >= 0"),
+    ("python/hmc_visualize.py", ["--preset", "lenet", "--gpu", "-1"], "--gpu", "must be >= 0")])
+def test_benchmarks_and_gpu_ids(relative, argv, option, message):
+    if relative.startswith("tools/bench"):
+        parse = parser_of(relative, "main")           # their parser is built in main()
+    else:
+        parse = parser_of(relative)().parse_args
+    text = refusal(parse, argv)
+    assert option in text and message in text

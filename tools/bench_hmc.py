@@ -32,6 +32,7 @@ import tempfile
 import time
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
+from gencaffe.cli_args import non_negative_int, positive_int  # noqa: E402
 from gencaffe.pycaffe_path import add_build_pycaffe  # noqa: E402
 add_build_pycaffe(REPO)
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -195,15 +196,15 @@ def main(argv=None):
     p.add_argument("--preset", choices=sorted(PRESETS), default="lenet",
                    help="net, node and the paper's HMC settings (default lenet)")
     p.add_argument("--model", help="deploy prototxt (default: the preset's)")
-    p.add_argument("--gpu", type=int, metavar="ID", help="run on this GPU (default: CPU)")
+    p.add_argument("--gpu", type=non_negative_int, metavar="ID", help="run on this GPU (default: CPU)")
     p.add_argument("--weights", help="trained caffemodel (default: seeded random weights; "
                                      "the cost does not depend on the weight values)")
     p.add_argument("--batches", default="1,2,4,8,16,32,64",
                    help="chain counts to time (default 1,2,4,8,16,32,64)")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--workers", type=positive_int, default=2,
                    help="also time each chain count >= this split over this many processes, "
                         "as hmc_visualize.py --workers does (default 2; 1 = skip)")
-    p.add_argument("--iterations", type=int, default=10,
+    p.add_argument("--iterations", type=positive_int, default=10,
                    help="HMC iterations timed per row (default 10; scaled to 300)")
     p.add_argument("--no-full-run", action="store_true",
                    help="skip the full 300-iteration single-chain run")

@@ -40,6 +40,7 @@ import subprocess
 import sys
 
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
+from gencaffe.cli_args import non_negative_int, positive_int  # noqa: E402
 
 PAPER_BATCH = {"lenet": 64, "alexnet": 256, "zf": 256}
 # per net, (loss, input, engine): AlexNet with DG on every engine and input
@@ -450,19 +451,20 @@ def main(argv=None):
     p.add_argument("--lmdb-source", help="--prepare: LMDB of 256x256 images for the AlexNet "
                                          "throughput run from a Data layer (read at run time)")
     p.add_argument("--mean-file", help="--prepare: mean .binaryproto for that LMDB (optional)")
-    p.add_argument("--throughput-iterations", type=int, default=40,
+    p.add_argument("--throughput-iterations", type=positive_int, default=40,
                    help="--prepare: iterations of each throughput run (default 40)")
     p.add_argument("--mode", choices=("GPU", "CPU"), default="GPU",
                    help="--prepare: solver_mode of the throughput solvers (default GPU)")
     p.add_argument("--caffe", default=os.path.join(REPO, "build", "cpu", "caffe", "tools",
                                                    "caffe"),
                    help="--run: the caffe binary (default build/cpu's)")
-    p.add_argument("--gpu", type=int, metavar="ID", help="--run: on this GPU (default CPU)")
-    p.add_argument("--repeats", type=int, default=5,
+    p.add_argument("--gpu", type=non_negative_int, metavar="ID",
+                   help="--run: on this GPU (default CPU)")
+    p.add_argument("--repeats", type=positive_int, default=5,
                    help="--run: alternating repetitions per net (default 5)")
-    p.add_argument("--iterations", type=int, default=20,
+    p.add_argument("--iterations", type=positive_int, default=20,
                    help="--run: iterations per `caffe time` (default 20)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=non_negative_int, default=1,
                    help="--run: BLAS/OpenMP threads of each caffe process (default 1, as "
                         "tools/bench_generative_loss.py, so that other load on the machine "
                         "does not make thread scheduling the thing measured; 0 = leave the "

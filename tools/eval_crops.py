@@ -32,7 +32,7 @@ import sys
 from repo_paths import REPO  # noqa: E402,F401  (python/ on sys.path)
 
 from gencaffe import progress, pycaffe_path  # noqa: E402
-from gencaffe.cli_args import positive_int, size_hw  # noqa: E402
+from gencaffe.cli_args import non_negative_int, positive_int, size_hw  # noqa: E402
 
 
 def parse_values(text):
@@ -76,7 +76,7 @@ def build_parser():
     run.add_argument("--batch-size", type=positive_int, default=50,
                      help="images per forward pass; the net sees 5x (or 10x) as many crops "
                           "(default 50)")
-    run.add_argument("--gpu", type=int, metavar="N", help="run on GPU N (default: CPU)")
+    run.add_argument("--gpu", type=non_negative_int, metavar="N", help="run on GPU N (default: CPU)")
     run.add_argument("--input-blob", default="data", help="the net's input blob (default data)")
     run.add_argument("--output-blob", help="blob with the class probabilities (default: the "
                                            "net's last top)")

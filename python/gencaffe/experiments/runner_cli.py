@@ -35,7 +35,7 @@ def add_running_options(parser, repo: str, *, runs_dir=None, runs_dir_help: str,
                           % jobs_help)
     run.add_argument("--threads", "--threads-per-job", dest="threads", type=positive_int,
                      default=1, help="BLAS/OpenMP threads per caffe process (default %(default)s)")
-    run.add_argument("--gpu", type=int, metavar="ID", default=None,
+    run.add_argument("--gpu", type=non_negative_int, metavar="ID", default=None,
                      help="train on this GPU (solver_mode GPU, caffe train -gpu ID) instead of "
                           "the CPU; needs a CUDA build (--caffe, and CAFFE_BUILD_DIR for pycaffe)")
     run.add_argument("--runs-dir", default=runs_dir,
