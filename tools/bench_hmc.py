@@ -196,7 +196,8 @@ def main(argv=None):
     p.add_argument("--preset", choices=sorted(PRESETS), default="lenet",
                    help="net, node and the paper's HMC settings (default lenet)")
     p.add_argument("--model", help="deploy prototxt (default: the preset's)")
-    p.add_argument("--gpu", type=non_negative_int, metavar="ID", help="run on this GPU (default: CPU)")
+    p.add_argument("--gpu", type=non_negative_int, metavar="ID",
+                   help="run on this GPU (default: CPU)")
     p.add_argument("--weights", help="trained caffemodel (default: seeded random weights; "
                                      "the cost does not depend on the weight values)")
     p.add_argument("--batches", default="1,2,4,8,16,32,64",

@@ -76,7 +76,8 @@ def build_parser():
     run.add_argument("--batch-size", type=positive_int, default=50,
                      help="images per forward pass; the net sees 5x (or 10x) as many crops "
                           "(default 50)")
-    run.add_argument("--gpu", type=non_negative_int, metavar="N", help="run on GPU N (default: CPU)")
+    run.add_argument("--gpu", type=non_negative_int, metavar="N",
+                     help="run on GPU N (default: CPU)")
     run.add_argument("--input-blob", default="data", help="the net's input blob (default data)")
     run.add_argument("--output-blob", help="blob with the class probabilities (default: the "
                                            "net's last top)")

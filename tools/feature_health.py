@@ -5,9 +5,9 @@ dead units (never positive on any image), the input dependence (the share of
 the features' second moment that varies from image to image: 0 = every image
 gives the same features), the effective dimension (participation ratio of
 the features' covariance spectrum: 1 when one direction dominates) and the
-number of principal directions that hold 90 % of the variation. Use it to see, e.g., whether a
-pre-training left features a DG tuning can start from; `random` weights (the
-prototxt's fillers) are the baseline.
+number of principal directions that hold 90 % of the variation. Use it to
+see, e.g., whether a pre-training left features a DG tuning can start from;
+`random` weights (the prototxt's fillers) are the baseline.
 
 Images: the first --images records of the TEST Data layer's LMDB of --net (a
 train_val prototxt), through that layer's transform_param (mean, centre crop)

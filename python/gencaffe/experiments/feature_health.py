@@ -30,12 +30,27 @@ def input_dependence(features: np.ndarray) -> float:
     return float(np.sum(np.var(features, axis=0))) / second
 
 
-def _centred_gram(features: np.ndarray) -> np.ndarray:
-    """The N x N Gram matrix of the centred features: it has the covariance's
-    nonzero eigenvalues (times N), and is small where D is large."""
+def covariance_spectrum(features: np.ndarray) -> np.ndarray:
+    """The eigenvalues of the centred features' covariance (times N), largest
+    first, from the N x N Gram matrix (small where D is large), which has the
+    covariance's nonzero eigenvalues; rounding's tiny negatives clipped to 0."""
     centred = np.asarray(features, dtype=np.float64)
     centred = centred - centred.mean(axis=0)
-    return centred @ centred.T
+    eigenvalues = np.linalg.eigvalsh(centred @ centred.T)
+    return np.clip(eigenvalues, 0.0, None)[::-1]
+
+
+def _participation_ratio(spectrum: np.ndarray) -> float:
+    total = float(spectrum.sum())
+    return 0.0 if total <= 0.0 else total ** 2 / float(np.sum(spectrum ** 2))
+
+
+def _directions_for(spectrum: np.ndarray, share: float) -> int:
+    total = float(spectrum.sum())
+    if total <= 0.0:
+        return 0
+    reached = np.cumsum(spectrum) >= share * total * (1.0 - 1e-12)
+    return int(np.argmax(reached)) + 1
 
 
 def effective_dimension(features: np.ndarray) -> float:
@@ -43,11 +58,7 @@ def effective_dimension(features: np.ndarray) -> float:
     (sum lambda)^2 / sum lambda^2: 1 when the images vary along one direction,
     min(N - 1, D) at most; 0 when they do not vary at all. The largest
     eigenvalue dominates it: variation_directions shows the tail."""
-    gram = _centred_gram(features)
-    total = float(np.trace(gram))
-    if total <= 0.0:
-        return 0.0
-    return total ** 2 / float(np.sum(gram * gram))
+    return _participation_ratio(covariance_spectrum(features))
 
 
 def variation_directions(features: np.ndarray, share: float = 0.9) -> int:
@@ -56,20 +67,16 @@ def variation_directions(features: np.ndarray, share: float = 0.9) -> int:
     the images do not vary at all. Unlike the participation ratio it is not
     set by the largest direction alone: a net can be 1.0 by that and still
     need dozens of directions for 90 %."""
-    eigenvalues = np.sort(np.clip(np.linalg.eigvalsh(_centred_gram(features)), 0.0, None))[::-1]
-    total = float(eigenvalues.sum())
-    if total <= 0.0:
-        return 0
-    reached = np.cumsum(eigenvalues) >= share * total * (1.0 - 1e-12)
-    return int(np.argmax(reached)) + 1
+    return _directions_for(covariance_spectrum(features), share)
 
 
 def statistics_of(features: np.ndarray) -> Dict[str, float]:
+    spectrum = covariance_spectrum(features)   # once: an N x N eigendecomposition
     return {"units": int(np.asarray(features).shape[1]),
             "dead_fraction": dead_fraction(features),
             "input_dependence": input_dependence(features),
-            "effective_dimension": effective_dimension(features),
-            "directions_90": variation_directions(features, 0.9)}
+            "effective_dimension": _participation_ratio(spectrum),
+            "directions_90": _directions_for(spectrum, 0.9)}
 
 
 def blob_features(net, images: np.ndarray, blobs: Sequence[str]) -> Dict[str, np.ndarray]:
