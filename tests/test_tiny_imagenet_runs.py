@@ -118,8 +118,10 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_unstopped_one(lmdb, tmp_path
     assert (epochs / "epoch2" / "alexnet_iter_6.caffemodel").exists()
     assert not (epochs / "epoch2" / "alexnet_iter_6.solverstate").exists()
     # an epoch lost after its successors were done is retrained from the start, to
-    # the same snapshot, and the later epochs stay valid
+    # the same snapshot, and the later epochs stay valid (once the run is out of
+    # the ledger, which would otherwise hold it as finished)
     (epochs / "epoch2" / "done.json").unlink()
+    (stopped / "results" / "tiny_imagenet_runs" / "alexnet-dg-seed1.json").unlink()
     third = run(lmdb, stopped, "--approaches", "dg")
     assert third.returncode == 0, third.stdout
     assert "epoch 1/3] start" in third.stdout and "epoch 3/3] start" not in third.stdout
@@ -172,3 +174,47 @@ def test_gg_dg_and_control_start_from_the_gg_and_dg_runs(lmdb, tmp_path):
     assert (runs / "results" / "tiny_imagenet.png").stat().st_size > 0
     again = run(lmdb, runs)
     assert again.returncode == 0 and "start:" not in again.stdout      # nothing to redo
+
+
+@needs_caffe
+def test_the_ledger_keeps_finished_runs_when_their_folders_are_gone(lmdb, tmp_path):
+    """A finished run is written to the ledger beside the report; with its
+    folder gone the report still shows it and nothing is trained again; a
+    pending GG+DG whose GG run the ledger holds retrains GG only up to the
+    switch, and comes out the same; a changed solver makes the entries stale."""
+    import shutil
+    runs = tmp_path / "runs"
+    first = run(lmdb, runs, "--approaches", "gg,gg_dg")
+    assert first.returncode == 0, first.stdout + first.stderr
+    ledger = runs / "results" / "tiny_imagenet_runs"
+    assert sorted(os.listdir(ledger)) == ["alexnet-gg-seed1.json", "alexnet-gg_dg-seed1.json"]
+    entries = {name: json.loads((ledger / name).read_text()) for name in os.listdir(ledger)}
+    top1 = entries["alexnet-gg_dg-seed1.json"]["result"]["top1_error"]
+    report_before = (runs / "results" / "tiny_imagenet.md").read_text()
+    assert "Read from the ledger" not in report_before
+
+    shutil.rmtree(runs / "alexnet")
+    again = run(lmdb, runs, "--approaches", "gg,gg_dg")
+    assert again.returncode == 0, again.stdout
+    assert "start:" not in again.stdout and "finished in the ledger" in again.stdout
+    report = (runs / "results" / "tiny_imagenet.md").read_text()
+    assert "Read from the ledger" in report and "alexnet-gg_dg-seed1" in report
+    row = [line for line in report.splitlines() if line.startswith("| AlexNet | GG+DG |")]
+    assert row and "s1 %.2f" % top1 in row[0]
+
+    (ledger / "alexnet-gg_dg-seed1.json").unlink()
+    redo = run(lmdb, runs, "--approaches", "gg,gg_dg")
+    assert redo.returncode == 0, redo.stdout
+    assert "GG seed 1 epoch 2/3] start" in redo.stdout            # GG up to the switch
+    assert "GG seed 1 epoch 3/3] start" not in redo.stdout.replace("GG+DG seed", "")
+    assert "GG+DG seed 1 epoch 3/3] start" in redo.stdout
+    assert "differs" not in redo.stdout
+    assert json.loads((ledger / "alexnet-gg_dg-seed1.json").read_text())["result"][
+        "top1_error"] == top1
+
+    # another solver: every entry is stale, and the runs train again
+    (runs / "results" / "tiny_imagenet_runs" / "alexnet-gg-seed1.json").write_text(json.dumps(
+        dict(entries["alexnet-gg-seed1.json"], plan_sha256="0" * 64)))
+    shutil.rmtree(runs / "alexnet")
+    stale = run(lmdb, runs, "--approaches", "gg", "--max-epochs", "1")
+    assert stale.returncode == 0 and "GG seed 1 epoch 1/3] start" in stale.stdout

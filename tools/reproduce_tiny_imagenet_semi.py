@@ -85,6 +85,19 @@ def build_parser():
     return p
 
 
+def make_settings(args):
+    from gencaffe.experiments import tiny_imagenet_semi as semi
+    seeds = list(args.seeds or semi.DEFAULT_SEEDS)
+    return semi.Settings(
+        repo=REPO, lmdb_dir=args.lmdb_dir, splits_dir=args.splits_dir,
+        fractions=args.fractions, semi_seeds=seeds, seeds={semi.ARCH: seeds},
+        train_batch=args.batch, approaches=args.approaches, balanced=args.balanced,
+        labelled_share=args.labelled_share, unlabeled_weight=args.unlabeled_weight,
+        uniform_prior=args.uniform_prior,
+        epochs=args.epochs, diagnostic_batches=args.diagnostic_batches,
+        **epoch_runs_cli.running_settings(args))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -93,15 +106,7 @@ def main(argv=None):
     pycaffe_path.require_caffe_pb2()
     from gencaffe.experiments import tiny_imagenet_semi as semi
     from gencaffe.experiments import tiny_imagenet_semi_report as report
-    seeds = list(args.seeds or semi.DEFAULT_SEEDS)
-    settings = semi.Settings(
-        repo=REPO, lmdb_dir=args.lmdb_dir, splits_dir=args.splits_dir,
-        fractions=args.fractions, semi_seeds=seeds, seeds={semi.ARCH: seeds},
-        train_batch=args.batch, approaches=args.approaches, balanced=args.balanced,
-        labelled_share=args.labelled_share, unlabeled_weight=args.unlabeled_weight,
-        uniform_prior=args.uniform_prior,
-        epochs=args.epochs, diagnostic_batches=args.diagnostic_batches,
-        **epoch_runs_cli.running_settings(args))
+    settings = make_settings(args)
     return epoch_runs_cli.main(settings, args, argv,
                                epoch_runs_cli.report_paths(REPO, args, "tiny_imagenet_semi"),
                                semi.tasks, report.writer)

@@ -15,8 +15,9 @@ def add_running_options(parser, repo: str, runs_dir: str, report_name: str):
     evaluation's batch and a stop after N epochs."""
     run = runner_cli.add_running_options(
         parser, repo, runs_dir=runs_dir, runs_dir_help="default %(default)s",
-        results_dir_help="where %s.md and %s.png go (default %%(default)s)"
-                         % (report_name, report_name),
+        results_dir_help="where %s.md, %s.png and the ledger of finished runs, %s_runs/, "
+                         "go (default %%(default)s; a run the ledger holds is not trained again)"
+                         % (report_name, report_name, report_name),
         jobs=min(2, os.cpu_count() or 1), jobs_help="runs at once")
     run.add_argument("--eval-batch", type=positive_int, default=50,
                      help="images per forward pass of the 5-crop evaluation (default %(default)s)")
@@ -96,6 +97,9 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
     failed, 2 bad input or set-up."""
     from . import caffe_runs
     from . import tiny_imagenet as tiny
+    from .run_ledger import LedgerError
+    # finished runs' records, committed beside the report (run_ledger)
+    settings.ledger_dir = os.path.splitext(paths[0])[0] + "_runs"
     try:
         data = tiny.prepare(settings)
         log("data: %s: %d classes, %d train / %d val images"
@@ -110,7 +114,7 @@ def main(settings, args, argv, paths, make_tasks: Callable, make_writer: Callabl
         report = ReportWriter(write, log)
         runner = tiny.Runner(settings, data=data, on_epoch=report)
         work = make_tasks(settings, runner, data)   # every net and solver checked here
-    except tiny.TinyError as err:
+    except (tiny.TinyError, LedgerError) as err:
         log("error: %s" % err)
         return 2
     log("plan: %s; %d epoch(s) of training to do, %d run(s) at a time, runs in %s"

@@ -55,7 +55,14 @@ def epoch_curves_figure(rows, display_panels, colours, titles, classes, switch_l
                 drew = True
             if drew:
                 labelled.add(approach)
+        # runs read back from a report (run_ledger's recovered entries) have no displays
+        recovered = sorted({result.seed for _, result, _ in row.runs if not result.displays
+                            and (getattr(result, "source", None) or "").startswith("recovered")})
         for (kind, title, reference, ylabel), ax in zip(display_panels, axs):
+            if recovered:
+                ax.text(0.02, 0.03, "seed %s: no curves (recovered from its report)"
+                        % ", ".join(map(str, recovered)), transform=ax.transAxes, fontsize=7,
+                        color="dimgrey")
             if reference:
                 ax.axhline(reference[0], color="grey", lw=0.8, ls="--", label=reference[1])
             ax.set_title("%s: %s" % (row.name, title))

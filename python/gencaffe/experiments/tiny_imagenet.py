@@ -89,6 +89,9 @@ class Settings(RunSettings):
     keep_every_snapshot: bool = False      # keep every epoch's weights, not only those read later
     progress_every_s: float = 120.0
     jobs: int = 2                          # runs at a time (for the eta)
+    # run_ledger's folder (results/<report>_runs): finished runs it holds for
+    # the current plan are not trained again; None: no ledger
+    ledger_dir: Optional[str] = None
 
 
 # ------------------------------------------------------------------ schedule
@@ -325,6 +328,29 @@ def chain(settings: Settings, data: DataInfo, arch: str, approach: str, seed: in
         keep_epochs=[sched.switch] if approach in STAGE1_OF.values() else [])
 
 
+def full_chain(settings: Settings, data: DataInfo, arch: str, approach: str, seed: int,
+               sched: Schedule) -> List[Chunk]:
+    """Every chunk a run's numbers rest on: a two-stage run's shared stage 1
+    (the source run's first S epochs), then its own."""
+    chunks = chain(settings, data, arch, approach, seed, sched)
+    if approach in STAGE1_OF:
+        return chain(settings, data, arch, STAGE1_OF[approach], seed, sched)[:sched.switch] + chunks
+    return chunks
+
+
+def plan_folders(settings: Settings) -> Dict[str, str]:
+    """The folders run_ledger.plan_sha256 names instead of spelling out."""
+    folders = {settings.runs_dir: "<runs>", settings.lmdb_dir: "<data>"}
+    if getattr(settings, "splits_dir", None):
+        folders[settings.splits_dir] = "<splits>"
+    return folders
+
+
+def run_key(arch: str, approach: str, seed: int) -> str:
+    """The run's name in the ledger."""
+    return "%s-%s-seed%d" % (arch, approach, seed)
+
+
 def ensure_chain(runner: "Runner", chunks: Sequence[Chunk]) -> None:
     """Train the chunks not yet done, from the last one whose state is on disk."""
     settings = runner.settings
@@ -471,13 +497,45 @@ def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, str, int], List[
     return runs
 
 
+def ledger_plan(settings: Settings, runs: Dict[tuple, List[Chunk]], full: Callable,
+                key_of: Callable, stage1_key: Callable) -> Tuple[set, Dict[tuple, List[Chunk]]]:
+    """(the planned runs the ledger holds finished for their current plan,
+    {pending two-stage run: the stage-1 chunks it needs first}). full(key) -> the run's full chain; stage1_key(key) -> the
+    key of the run whose snapshot it starts from, or None."""
+    from . import run_ledger
+    entries = run_ledger.load(settings.ledger_dir)
+    folders = plan_folders(settings)
+    done = {key for key in runs if run_ledger.finished(
+        entries, key_of(key), run_ledger.plan_sha256(full(key), folders))}
+    # a finished source run is still needed (to its switch snapshot) by a pending stage 2
+    # a pending stage 2 needs its source run's switch snapshot: trained up to
+    # there (a no-op when the source run is on disk or trains first)
+    needs = {}
+    for key in runs:
+        if stage1_key(key) is not None and key not in done:
+            chunks = full(key)
+            needs[key] = chunks[:len(chunks) - len(runs[key])]
+    return done, needs
+
+
 def tasks(settings: Settings, runner: Runner, data: DataInfo):
     """[(label, callable)] for caffe_runs.drive: per net and seed, DG then the
     control, and GG then GG+DG, each followed by its 5-crop evaluation; the
-    order puts every net's first seed first (to see it learn before the rest)."""
+    order puts every net's first seed first (to see it learn before the rest).
+    Runs the ledger holds (Settings.ledger_dir) are left out."""
     runs = plan(settings, data)
-    runner.epochs_left = sum(1 for chunks in runs.values() for c in chunks
-                             if not c.is_complete(settings))
+    scheds = {arch: schedule(settings, arch, data, batches(arch, data, settings)[0])
+              for arch in settings.archs}
+    skipped, needs = ledger_plan(
+        settings, runs, lambda k: full_chain(settings, data, k[0], k[1], k[2], scheds[k[0]]),
+        lambda k: run_key(*k),
+        lambda k: (k[0], STAGE1_OF[k[1]], k[2]) if k[1] in STAGE1_OF else None)
+    for key in skipped:
+        settings.log("%s seed %d %s: finished in the ledger (%s), not trained again"
+                     % (key[0], key[2], TITLES[key[1]], settings.ledger_dir))
+        del runs[key]
+    runner.epochs_left = len({c.run_dir for chunks in list(runs.values()) + list(needs.values())
+                              for c in chunks if not c.is_complete(settings)})
     order = []
     seeds = sorted({s for arch in settings.archs for s in settings.seeds.get(arch, ())})
     for seed in seeds:
@@ -490,6 +548,8 @@ def tasks(settings: Settings, runner: Runner, data: DataInfo):
     def work(keys):
         def run():
             for key in keys:
+                if key in needs:
+                    ensure_chain(runner, needs[key])
                 ensure_chain(runner, runs[key])
                 evaluate(settings, data, runs[key][-1], runner.registry)
         return run
@@ -511,4 +571,5 @@ def prepare(settings: Settings) -> DataInfo:
 
 
 __all__ = ["Settings", "TinyError", "Runner", "prepare", "plan", "tasks", "chain", "schedule",
-           "evaluate", "read_eval", "ChunkLimitReached", "APPROACHES", "ARCHS", "TITLES"]
+           "evaluate", "read_eval", "ChunkLimitReached", "full_chain", "run_key", "ledger_plan",
+           "plan_folders", "APPROACHES", "ARCHS", "TITLES"]

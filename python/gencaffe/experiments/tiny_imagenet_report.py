@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .. import solver_config
-from . import caffe_runs, plots
+from . import caffe_runs, plots, run_ledger
 from . import tiny_imagenet as tiny
 
 # Table 2 of Dai, Lu & Wu (2016): top-1 error %, ILSVRC-2012 val, 224-px crops
@@ -48,6 +48,7 @@ class RunResult:
     eval_seconds: Optional[float] = None
     diagnostics: Optional[dict] = None     # semi GG runs: semi_diagnostics.analyse's result
     class_prior: Optional[List[float]] = None   # semi GG runs: rho, when not uniform
+    source: Optional[str] = None           # where a run read from the ledger came from
 
     @property
     def complete(self):
@@ -95,26 +96,39 @@ def read_chunks(settings, result: RunResult, chunks, iters_per_epoch: int, objec
         result.eval_seconds = evaluation.get("seconds")
 
 
-def collect_run(settings, data, arch, approach, seed, sched) -> RunResult:
+def collect_run(settings, data, arch, approach, seed, sched, entries) -> RunResult:
+    """The run on disk, or its ledger entry where the disk has it unfinished
+    (run_ledger.reconcile, which also records a finished run)."""
     result = RunResult(arch, approach, seed, epochs_total=sched.epochs)
-    chunks = tiny.chain(settings, data, arch, approach, seed, sched)
-    if approach in tiny.STAGE1_OF:   # the shared stage 1: the source run's first S epochs
-        source = tiny.chain(settings, data, arch, tiny.STAGE1_OF[approach], seed, sched)
-        chunks = source[:sched.switch] + chunks
+    # a two-stage run's chunks start with the shared stage 1: the source run's first S epochs
+    chunks = tiny.full_chain(settings, data, arch, approach, seed, sched)
     read_chunks(settings, result, chunks, sched.iters_per_epoch,
                 lambda chunk: objective(approach, chunk.epoch, sched))
-    return result
+    return run_ledger.reconcile(settings.ledger_dir, entries, tiny.run_key(arch, approach, seed),
+                                run_ledger.plan_sha256(chunks, tiny.plan_folders(settings)),
+                                result,
+                                tiny.run_dir(settings, arch, approach, seed), settings.log,
+                                RunResult)
 
 
-def scope(settings):
-    """The nets, approaches and seeds to report: those asked for plus those on disk."""
+def ledger_runs(entries, part: int, count: int) -> List[str]:
+    """A field of the ledger's keys ("<a>-<b>-<c>", `count` parts), e.g. the nets."""
+    return [key.split("-")[part] for key in entries if len(key.split("-")) == count]
+
+
+def scope(settings, entries=None):
+    """The nets, approaches and seeds to report: those asked for plus those on
+    disk and in the ledger."""
+    entries = entries or {}
     root = settings.path(settings.runs_dir)
     archs = caffe_runs.widened(settings.archs, [a for a in tiny.ARCHS if os.path.isdir(
-        os.path.join(root, a))], order=tiny.ARCHS)
+        os.path.join(root, a)) or a in ledger_runs(entries, 0, 3)], order=tiny.ARCHS)
     seeds = {}
     for arch in archs:
         found = [s for approach in tiny.APPROACHES for s in caffe_runs.numbered_folders(
             os.path.join(root, arch, approach), "seed")]
+        found += [int(key.rsplit("seed", 1)[1]) for key in entries
+                  if key.startswith(arch + "-")]
         seeds[arch] = caffe_runs.widened(settings.seeds.get(arch, ()), found)
     return archs, seeds
 
@@ -135,15 +149,32 @@ def seed_options(seeds, asked):
 
 
 def collect(settings, data) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
-    archs, seeds = scope(settings)
+    entries = run_ledger.load(settings.ledger_dir)
+    archs, seeds = scope(settings, entries)
     schedules, results = {}, []
     for arch in archs:
         sched = tiny.schedule(settings, arch, data, tiny.batches(arch, data, settings)[0])
         schedules[arch] = sched
         for approach in tiny.APPROACHES:
             for seed in seeds[arch]:
-                results.append(collect_run(settings, data, arch, approach, seed, sched))
+                results.append(collect_run(settings, data, arch, approach, seed, sched, entries))
     return schedules, results
+
+
+def ledger_lines(settings, results: List[RunResult], key_of) -> List[str]:
+    """Which runs the report read from the ledger, not from their folders."""
+    read = [r for r in results if r.source is not None]
+    if not read:
+        return []
+    where = os.path.relpath(settings.ledger_dir, settings.repo) if settings.ledger_dir else "-"
+    lines = ["", "Read from the ledger `%s` (finished runs whose folders are not on this disk; "
+             "run_ledger): %s." % (where, ", ".join(key_of(r) for r in read))]
+    recovered = sorted({r.source for r in read if r.source.startswith("recovered")})
+    if recovered:
+        lines.append("Recovered entries hold the numbers their report printed, not the runs' "
+                     "logs: no training curves, per-epoch errors to 0.1 point, minutes per "
+                     "epoch as the report's mean, no evaluation time; " + "; ".join(recovered) + ".")
+    return lines
 
 
 def epoch_errors(result: RunResult) -> List[Optional[float]]:
@@ -273,9 +304,9 @@ def table_markdown(settings, data, schedules, results, command) -> str:
     lines = [
         "# Table 2 on Tiny ImageNet-200: DG, GG, GG+DG and a restart control",
         "",
-        "Generated by `%s` from the runs in `%s` (rewritten after every epoch; the "
-        "command trains whatever is missing and reproduces everything shown)." % (
-            command, settings.runs_dir),
+        "Generated by `%s` from the runs in `%s` and the ledger of finished runs beside this "
+        "report (rewritten after every epoch; the command trains whatever is missing and "
+        "reproduces everything shown)." % (command, settings.runs_dir),
         "",
         "* data: `%s`, %d classes, %d train / %d val images (Tiny ImageNet-200, 64x64 "
         "photographs of ImageNet classes; 56x56 crops, random crop and mirror in training)"
@@ -306,6 +337,9 @@ def table_markdown(settings, data, schedules, results, command) -> str:
         "of one seed start from the same weights); device %s, %d BLAS thread(s) per run" % (
             tiny.SEED_STRIDE, "CPU" if settings.gpu is None else "GPU %d" % settings.gpu,
             settings.threads_per_job),
+    ]
+    lines += ledger_lines(settings, results, lambda r: tiny.run_key(r.arch, r.approach, r.seed))
+    lines += [
         "",
         "## Top-1 / top-5 error %",
         "",
@@ -404,7 +438,7 @@ def writer(settings, data, paths, argv):
 
     def write():
         schedules, results = collect(settings, data)
-        archs, seeds = scope(settings)
+        archs, seeds = scope(settings, run_ledger.load(settings.ledger_dir))
         command = report_command("python3 tools/reproduce_tiny_imagenet.py", argv, {
             "--archs": (archs, settings.archs, tiny.ARCHS)}, seed_options(seeds, settings.seeds))
         os.makedirs(os.path.dirname(table_path), exist_ok=True)

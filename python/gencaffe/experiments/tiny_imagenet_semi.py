@@ -176,6 +176,20 @@ def chain(settings: Settings, data: DataInfo, fraction: str, seed: int, approach
         keep_epochs=range(1, sched.switch + 1) if approach == "semi_gg" else ())
 
 
+def full_chain(settings: Settings, data: DataInfo, fraction: str, seed: int, approach: str,
+               sched: SemiSchedule, manifest: dict) -> List[tiny.Chunk]:
+    """Every chunk a run's numbers rest on: the tuning's semi GG run, then its own."""
+    chunks = chain(settings, data, fraction, seed, approach, sched, manifest)
+    if approach == "semi_gg_dg":
+        return chain(settings, data, fraction, seed, "semi_gg", sched, manifest) + chunks
+    return chunks
+
+
+def run_key(fraction: str, seed: int, approach: str) -> str:
+    """The run's name in the ledger."""
+    return "%s-seed%d-%s" % (fraction, seed, approach)
+
+
 def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, int, str], List[tiny.Chunk]]:
     """{(fraction, seed, approach): chunks}; makes (or finds) every split first."""
     batch = tiny.batches(ARCH, data, settings)[0]
@@ -192,10 +206,23 @@ def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, int, str], List[
 
 def tasks(settings: Settings, runner: tiny.Runner, data: DataInfo):
     """Per fraction and seed: the DG run, and semi GG then its DG tuning (each
-    followed by its 5-crop evaluation); the first seed of every fraction first."""
+    followed by its 5-crop evaluation); the first seed of every fraction first.
+    Runs the ledger holds (Settings.ledger_dir) are left out."""
+    from ..data import splits
     runs = plan(settings, data)
-    runner.epochs_left = sum(1 for chunks in runs.values() for c in chunks
-                             if not c.is_complete(settings))
+    sched = schedule(settings, data, tiny.batches(ARCH, data, settings)[0])
+    manifests = {(f, s): splits.load(settings.path(split_dir(settings, f, s)))
+                 for f, s, _ in runs}
+    skipped, needs = tiny.ledger_plan(
+        settings, runs, lambda k: full_chain(settings, data, k[0], k[1], k[2], sched,
+                                             manifests[k[:2]]),
+        lambda k: run_key(*k), lambda k: (k[0], k[1], "semi_gg") if k[2] == "semi_gg_dg" else None)
+    for key in skipped:
+        settings.log("%s seed %d %s: finished in the ledger (%s), not trained again"
+                     % (key[0], key[1], TITLES[key[2]], settings.ledger_dir))
+        del runs[key]
+    runner.epochs_left = len({c.run_dir for chunks in list(runs.values()) + list(needs.values())
+                              for c in chunks if not c.is_complete(settings)})
     order = []
     for seed in settings.semi_seeds:
         for fraction in settings.fractions:
@@ -207,6 +234,8 @@ def tasks(settings: Settings, runner: tiny.Runner, data: DataInfo):
     def work(keys):
         def run():
             for key in keys:
+                if key in needs:
+                    tiny.ensure_chain(runner, needs[key])
                 tiny.ensure_chain(runner, runs[key])
                 tiny.evaluate(settings, data, runs[key][-1], runner.registry)
         return run
@@ -214,5 +243,5 @@ def tasks(settings: Settings, runner: tiny.Runner, data: DataInfo):
             for keys in order]
 
 
-__all__ = ["Settings", "FRACTIONS", "APPROACHES", "TITLES", "labelled_count", "make_split",
+__all__ = ["Settings", "full_chain", "run_key", "FRACTIONS", "APPROACHES", "TITLES", "labelled_count", "make_split",
            "schedule", "plan", "tasks", "chain"]

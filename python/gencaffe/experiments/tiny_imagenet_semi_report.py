@@ -11,25 +11,28 @@ import statistics
 from typing import Dict, List, Optional
 
 from .. import solver_config
-from . import caffe_runs, plots, semi_diagnostics
+from . import caffe_runs, plots, run_ledger, semi_diagnostics
 from . import tiny_imagenet_semi as semi
-from .tiny_imagenet_report import (RunResult, _num, claim_line, epoch_errors, learning_line,
-                                   learning_rows, mean_sd, paired, read_chunks)
+from .tiny_imagenet_report import (RunResult, _num, claim_line, epoch_errors, ledger_lines,
+                                   learning_line, learning_rows, mean_sd, paired, read_chunks)
 
 # A class given this many times its even share (1/C) of the unlabelled images
 # counts as the unlabelled term collapsing onto it.
 COLLAPSE_FACTOR = 10.0
 
 
-def collect_run(settings, data, fraction, seed, approach, sched, manifest) -> RunResult:
-    result = RunResult(fraction, approach, seed,
-                       epochs_total=sched.switch if approach == "semi_gg" else sched.epochs)
-    chunks = semi.chain(settings, data, fraction, seed, approach, sched, manifest)
-    if approach == "semi_gg_dg":
-        chunks = semi.chain(settings, data, fraction, seed, "semi_gg", sched, manifest) + chunks
+def new_result(fraction, seed, approach, sched) -> RunResult:
+    return RunResult(fraction, approach, seed,
+                     epochs_total=sched.switch if approach == "semi_gg" else sched.epochs)
+
+
+def collect_run(settings, data, fraction, seed, approach, sched, manifest) -> tuple:
+    """(the run as on disk, its plan's sha256 for the ledger)."""
+    result = new_result(fraction, seed, approach, sched)
+    chunks = semi.full_chain(settings, data, fraction, seed, approach, sched, manifest)
     read_chunks(settings, result, chunks, sched.iters_per_epoch,
                 lambda chunk: "GG" if chunk.approach == "semi_gg" else "DG")
-    return result
+    return result, run_ledger.plan_sha256(chunks, semi.tiny.plan_folders(settings))
 
 
 def ensure_diagnostics(settings, data, fraction, seed, sched, manifest) -> Optional[dict]:
@@ -70,19 +73,32 @@ def collect(settings, data):
     batch = semi.tiny.batches(semi.ARCH, data, settings)[0]
     sched = semi.schedule(settings, data, batch)
     root = settings.path(settings.runs_dir)
-    fractions = caffe_runs.widened(settings.fractions, [f for f in semi.FRACTIONS if os.path.isdir(
-        os.path.join(root, f))], order=list(semi.FRACTIONS))
+    entries = run_ledger.load(settings.ledger_dir)
+    in_ledger = {tuple(key.split("-")) for key in entries if key.count("-") == 2}
+    fractions = caffe_runs.widened(settings.fractions, [
+        f for f in semi.FRACTIONS if os.path.isdir(os.path.join(root, f))
+        or any(k[0] == f for k in in_ledger)], order=list(semi.FRACTIONS))
     results = []
     for fraction in fractions:
         seeds = caffe_runs.widened(settings.semi_seeds, caffe_runs.numbered_folders(
-            os.path.join(root, fraction), "seed"))
+            os.path.join(root, fraction), "seed") + [int(k[1][len("seed"):]) for k in in_ledger
+                                                     if k[0] == fraction])
         for seed in seeds:
             try:
                 manifest = splits.load(settings.path(semi.split_dir(settings, fraction, seed)))
             except splits.SplitError:
-                continue   # its split is not made yet: nothing of it has run
+                manifest = None   # its split is not on this disk: nothing of it ran here
             for approach in semi.APPROACHES:
-                result = collect_run(settings, data, fraction, seed, approach, sched, manifest)
+                key = semi.run_key(fraction, seed, approach)
+                if manifest is None:   # the ledger's entry as recorded (no plan to check)
+                    if key in entries:
+                        results.append(run_ledger.reconcile(
+                            settings.ledger_dir, entries, key, None,
+                            new_result(fraction, seed, approach, sched), "", settings.log,
+                            RunResult))
+                    continue
+                result, plan = collect_run(settings, data, fraction, seed, approach, sched,
+                                           manifest)
                 if approach == "semi_gg":
                     if not settings.uniform_prior:
                         result.class_prior = list(manifest["class_prior"])
@@ -92,7 +108,9 @@ def collect(settings, data):
                     except Exception as err:   # the table is written without them
                         settings.log("warning: [%s seed %d] no diagnostics: %s: %s"
                                      % (fraction, seed, type(err).__name__, err))
-                results.append(result)
+                results.append(run_ledger.reconcile(
+                    settings.ledger_dir, entries, key, plan, result,
+                    semi.run_root(settings, fraction, seed, approach), settings.log, RunResult))
     return sched, results
 
 
@@ -114,8 +132,8 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
     lines = [
         "# Table 3 on Tiny ImageNet-200: semi-supervised GG + DG tuning against DG",
         "",
-        "Generated by `%s` from the runs in `%s` (rewritten after every epoch)." % (
-            command, settings.runs_dir),
+        "Generated by `%s` from the runs in `%s` and the ledger of finished runs beside this "
+        "report (rewritten after every epoch)." % (command, settings.runs_dir),
         "",
         "* data: `%s`, %d classes, %d train / %d val images; labelled subsets of the paper's "
         "shares of ILSVRC-2012 (50,000 / 100,000 / 300,000 of 1,281,167): %s, chosen %s, "
@@ -132,6 +150,10 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
             sched.epochs - sched.switch, sched.stepsize),
         "* error: 5-crop (`tools/eval_crops.py`, the paper's protocol) and centre crop (the "
         "last test pass); chance top-1 error %.1f %%" % (100.0 * (1 - 1.0 / data.classes)),
+    ]
+    lines += ledger_lines(settings, results,
+                          lambda r: semi.run_key(r.arch, r.seed, r.approach))
+    lines += [
         "",
         "| labelled | approach | 5-crop top-1 | 5-crop top-5 | centre top-1 | per seed: 5-crop "
         "top-1 | paper top-1 (ImageNet, 224 px) | epochs done | minutes per epoch |",
@@ -257,7 +279,9 @@ def reading(results: List[RunResult], fractions, classes: int, val_count: int,
             labelled, unlabelled = term_weights(r.diagnostics)
             collapsed = last["largest_class_share"] > COLLAPSE_FACTOR / classes
             final = r.diagnostics.get("final")
-            favoured = prior_ranks(last.get("class_share"), r.class_prior)
+            # a recovered entry keeps the ranks its report printed, not class_share
+            favoured = prior_ranks(last.get("class_share"), r.class_prior) or \
+                last.get("favoured_prior_ranks", [])
             lines.append(
                 "* %s seed %d, semi GG's unlabelled term spreads over the classes? %s: at its "
                 "last snapshot it gives %.1f %% of the unlabelled images to one class (even: "
