@@ -68,12 +68,9 @@ def plans(table: str, runner_args, keys):
     """{key: plan_sha256} as the runner would train each run now."""
     from gencaffe.experiments import run_ledger
     from gencaffe.experiments import tiny_imagenet as tiny
-    if table == "table2":
-        import reproduce_tiny_imagenet as runner
-        settings = runner.make_settings(runner.build_parser().parse_args(runner_args))
-    else:
-        import reproduce_tiny_imagenet_semi as runner
-        settings = runner.make_settings(runner.build_parser().parse_args(runner_args))
+    import importlib
+    runner = importlib.import_module("reproduce_" + REPORTS[table])   # a tool beside this one
+    settings = runner.make_settings(runner.build_parser().parse_args(runner_args))
     settings.log = log
     data = tiny.prepare(settings)
     found = {}

@@ -500,14 +500,14 @@ def plan(settings: Settings, data: DataInfo) -> Dict[Tuple[str, str, int], List[
 def ledger_plan(settings: Settings, runs: Dict[tuple, List[Chunk]], full: Callable,
                 key_of: Callable, stage1_key: Callable) -> Tuple[set, Dict[tuple, List[Chunk]]]:
     """(the planned runs the ledger holds finished for their current plan,
-    {pending two-stage run: the stage-1 chunks it needs first}). full(key) -> the run's full chain; stage1_key(key) -> the
-    key of the run whose snapshot it starts from, or None."""
+    {pending two-stage run: the stage-1 chunks it needs first}). full(key) ->
+    the run's full chain; stage1_key(key) -> the key of the run whose snapshot
+    it starts from, or None."""
     from . import run_ledger
     entries = run_ledger.load(settings.ledger_dir)
     folders = plan_folders(settings)
     done = {key for key in runs if run_ledger.finished(
         entries, key_of(key), run_ledger.plan_sha256(full(key), folders))}
-    # a finished source run is still needed (to its switch snapshot) by a pending stage 2
     # a pending stage 2 needs its source run's switch snapshot: trained up to
     # there (a no-op when the source run is on disk or trains first)
     needs = {}
@@ -518,32 +518,20 @@ def ledger_plan(settings: Settings, runs: Dict[tuple, List[Chunk]], full: Callab
     return done, needs
 
 
-def tasks(settings: Settings, runner: Runner, data: DataInfo):
-    """[(label, callable)] for caffe_runs.drive: per net and seed, DG then the
-    control, and GG then GG+DG, each followed by its 5-crop evaluation; the
-    order puts every net's first seed first (to see it learn before the rest).
-    Runs the ledger holds (Settings.ledger_dir) are left out."""
-    runs = plan(settings, data)
-    scheds = {arch: schedule(settings, arch, data, batches(arch, data, settings)[0])
-              for arch in settings.archs}
-    skipped, needs = ledger_plan(
-        settings, runs, lambda k: full_chain(settings, data, k[0], k[1], k[2], scheds[k[0]]),
-        lambda k: run_key(*k),
-        lambda k: (k[0], STAGE1_OF[k[1]], k[2]) if k[1] in STAGE1_OF else None)
-    for key in skipped:
-        settings.log("%s seed %d %s: finished in the ledger (%s), not trained again"
-                     % (key[0], key[2], TITLES[key[1]], settings.ledger_dir))
+def ledger_work(settings: Settings, runner: "Runner", data: DataInfo,
+                runs: Dict[tuple, List[Chunk]], full: Callable, key_of: Callable,
+                stage1_key: Callable, describe: Callable) -> Callable:
+    """Leaves the runs the ledger holds out of `runs` (saying so), sets the
+    runner's epochs to train, and returns work(keys) -> the callable that
+    trains those runs in order (a pending stage 2's source first, up to its
+    switch) and evaluates each with 5 crops. describe(key) names a run."""
+    skipped, needs = ledger_plan(settings, runs, full, key_of, stage1_key)
+    for key in sorted(skipped):
+        settings.log("%s: finished in the ledger (%s), not trained again"
+                     % (describe(key), settings.ledger_dir))
         del runs[key]
     runner.epochs_left = len({c.run_dir for chunks in list(runs.values()) + list(needs.values())
                               for c in chunks if not c.is_complete(settings)})
-    order = []
-    seeds = sorted({s for arch in settings.archs for s in settings.seeds.get(arch, ())})
-    for seed in seeds:
-        for arch in settings.archs:
-            for first, second in (("dg", "control"), ("gg", "gg_dg")):
-                keys = [(arch, a, seed) for a in (first, second) if (arch, a, seed) in runs]
-                if keys:
-                    order.append(keys)
 
     def work(keys):
         def run():
@@ -553,8 +541,32 @@ def tasks(settings: Settings, runner: Runner, data: DataInfo):
                 ensure_chain(runner, runs[key])
                 evaluate(settings, data, runs[key][-1], runner.registry)
         return run
-    return [(", ".join("%s %s seed %d" % (k[0], TITLES[k[1]], k[2]) for k in keys), work(keys))
-            for keys in order]
+    return work
+
+
+def tasks(settings: Settings, runner: Runner, data: DataInfo):
+    """[(label, callable)] for caffe_runs.drive: per net and seed, DG then the
+    control, and GG then GG+DG, each followed by its 5-crop evaluation; the
+    order puts every net's first seed first (to see it learn before the rest).
+    Runs the ledger holds (Settings.ledger_dir) are left out."""
+    runs = plan(settings, data)
+    scheds = {arch: schedule(settings, arch, data, batches(arch, data, settings)[0])
+              for arch in settings.archs}
+    describe = (lambda k: "%s %s seed %d" % (k[0], TITLES[k[1]], k[2]))
+    work = ledger_work(
+        settings, runner, data, runs,
+        lambda k: full_chain(settings, data, k[0], k[1], k[2], scheds[k[0]]),
+        lambda k: run_key(*k),
+        lambda k: (k[0], STAGE1_OF[k[1]], k[2]) if k[1] in STAGE1_OF else None, describe)
+    order = []
+    seeds = sorted({s for arch in settings.archs for s in settings.seeds.get(arch, ())})
+    for seed in seeds:
+        for arch in settings.archs:
+            for first, second in (("dg", "control"), ("gg", "gg_dg")):
+                keys = [(arch, a, seed) for a in (first, second) if (arch, a, seed) in runs]
+                if keys:
+                    order.append(keys)
+    return [(", ".join(map(describe, keys)), work(keys)) for keys in order]
 
 
 def prepare(settings: Settings) -> DataInfo:
@@ -571,5 +583,5 @@ def prepare(settings: Settings) -> DataInfo:
 
 
 __all__ = ["Settings", "TinyError", "Runner", "prepare", "plan", "tasks", "chain", "schedule",
-           "evaluate", "read_eval", "ChunkLimitReached", "full_chain", "run_key", "ledger_plan",
+           "evaluate", "read_eval", "ChunkLimitReached", "full_chain", "run_key", "ledger_plan", "ledger_work",
            "plan_folders", "APPROACHES", "ARCHS", "TITLES"]

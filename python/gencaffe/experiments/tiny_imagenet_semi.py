@@ -213,16 +213,12 @@ def tasks(settings: Settings, runner: tiny.Runner, data: DataInfo):
     sched = schedule(settings, data, tiny.batches(ARCH, data, settings)[0])
     manifests = {(f, s): splits.load(settings.path(split_dir(settings, f, s)))
                  for f, s, _ in runs}
-    skipped, needs = tiny.ledger_plan(
-        settings, runs, lambda k: full_chain(settings, data, k[0], k[1], k[2], sched,
-                                             manifests[k[:2]]),
-        lambda k: run_key(*k), lambda k: (k[0], k[1], "semi_gg") if k[2] == "semi_gg_dg" else None)
-    for key in skipped:
-        settings.log("%s seed %d %s: finished in the ledger (%s), not trained again"
-                     % (key[0], key[1], TITLES[key[2]], settings.ledger_dir))
-        del runs[key]
-    runner.epochs_left = len({c.run_dir for chunks in list(runs.values()) + list(needs.values())
-                              for c in chunks if not c.is_complete(settings)})
+    describe = (lambda k: "%s %s seed %d" % (k[0], TITLES[k[2]], k[1]))
+    work = tiny.ledger_work(
+        settings, runner, data, runs,
+        lambda k: full_chain(settings, data, k[0], k[1], k[2], sched, manifests[k[:2]]),
+        lambda k: run_key(*k), lambda k: (k[0], k[1], "semi_gg") if k[2] == "semi_gg_dg" else None,
+        describe)
     order = []
     for seed in settings.semi_seeds:
         for fraction in settings.fractions:
@@ -230,18 +226,8 @@ def tasks(settings: Settings, runner: tiny.Runner, data: DataInfo):
                 keys = [(fraction, seed, a) for a in group if (fraction, seed, a) in runs]
                 if keys:
                     order.append(keys)
-
-    def work(keys):
-        def run():
-            for key in keys:
-                if key in needs:
-                    tiny.ensure_chain(runner, needs[key])
-                tiny.ensure_chain(runner, runs[key])
-                tiny.evaluate(settings, data, runs[key][-1], runner.registry)
-        return run
-    return [(", ".join("%s %s seed %d" % (k[0], TITLES[k[2]], k[1]) for k in keys), work(keys))
-            for keys in order]
+    return [(", ".join(map(describe, keys)), work(keys)) for keys in order]
 
 
-__all__ = ["Settings", "full_chain", "run_key", "FRACTIONS", "APPROACHES", "TITLES", "labelled_count", "make_split",
-           "schedule", "plan", "tasks", "chain"]
+__all__ = ["Settings", "full_chain", "run_key", "FRACTIONS", "APPROACHES", "TITLES",
+           "labelled_count", "make_split", "schedule", "plan", "tasks", "chain"]
