@@ -12,6 +12,10 @@ def add_build_pycaffe(repo):
         return None
     if path not in sys.path:
         sys.path.insert(0, path)
+    # before pycaffe loads OpenBLAS: its best kernels on a CPU it does not know
+    # (blas_core), for this process and the caffe processes it starts
+    from . import blas_core
+    blas_core.choose(os.path.join(build, "caffe", "tools", "caffe"))
     return path
 
 

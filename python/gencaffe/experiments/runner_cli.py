@@ -77,6 +77,11 @@ def running_settings(args) -> dict:
     """The caffe_runs.RunSettings fields the running options set (and the
     driver's own BLAS threads limited to --threads: limit_own_blas_threads)."""
     limit_own_blas_threads(args.threads)
+    from .. import blas_core
+    core = blas_core.choose(os.path.abspath(args.caffe)) or blas_core.set_here
+    if core:
+        log("OpenBLAS fell back to its generic kernels on this CPU: OPENBLAS_CORETYPE=%s for "
+            "the caffe processes (set OPENBLAS_CORETYPE yourself to choose)" % core)
     return dict(caffe=os.path.abspath(args.caffe), log=log, progress_every_s=args.progress_every,
                 threads_per_job=args.threads, retries=args.retries, jobs=args.jobs,
                 gpu=args.gpu)
