@@ -383,6 +383,9 @@ def writer(settings, data, paths, argv):
         sched, results = collect(settings, data)
         seeds = sorted({result.seed for result in results})
         scope = {"--seeds": (seeds, settings.semi_seeds, semi.DEFAULT_SEEDS)} if seeds else {}
+        fractions = [f for f in semi.FRACTIONS if any(r.arch == f for r in results)]
+        if fractions:   # a run of one share reports the others it finds on disk or in the ledger
+            scope["--fractions"] = (fractions, settings.fractions, list(semi.FRACTIONS))
         command = report_command("python3 tools/reproduce_tiny_imagenet_semi.py", argv, scope)
         os.makedirs(os.path.dirname(table_path), exist_ok=True)
         solver_config.write_text_atomic(table_path, table_markdown(settings, data, sched,
