@@ -17,6 +17,11 @@ sys.path.append(os.path.join(REPO, "tools"))
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Caffe's INFO logs out of test output
 
+# OpenBLAS's kernels as the tools choose them (gencaffe.blas_core), before any
+# test loads pycaffe: the tests' own nets and the tools they start agree
+from gencaffe import blas_core  # noqa: E402
+blas_core.choose(os.path.join(BUILD, "caffe", "tools", "caffe"))
+
 
 def gpu_available():
     """True when the build under test has CUDA and a GPU is visible."""
