@@ -99,6 +99,11 @@ def test_a_finished_run_on_disk_is_recorded_and_its_entry_stands_in_when_it_is_g
     assert "another plan" in logged[0]
     # a plan that cannot be computed here (a split not on this disk): the entry as recorded
     assert reconcile(ledger, run_ledger.load(ledger), gone, plan=None).top1_error == 80.0
+    # a finished run of another plan replaces the entry, with a warning
+    logged = []
+    reconcile(ledger, run_ledger.load(ledger), finished(70.0), plan="p2", logged=logged)
+    assert "another plan" in logged[0] and "replaced" in logged[0]
+    assert run_ledger.load(ledger)["alexnet-dg-seed1"]["plan_sha256"] == "p2"
 
 
 def test_a_rerun_that_differs_replaces_the_entry_and_says_so(tmp_path):

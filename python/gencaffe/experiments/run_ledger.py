@@ -135,6 +135,10 @@ def reconcile(ledger_dir: Optional[str], entries: Dict[str, dict], key: str, pla
                 "entry (%s %%, %s); the ledger now holds the run on disk"
                 % (key, record["top1_error"], entry["result"].get("top1_error"),
                    entry.get("source")))
+        elif entry is not None and not current:
+            log("warning: %s: its ledger entry (%s) was made for another plan (solver, net, "
+                "data or epochs); replaced by the finished run on disk (git keeps the old one)"
+                % (key, entry.get("source")))
         entries[key] = write(ledger_dir, key, plan, on_disk, source)
         return on_disk
     if current:
