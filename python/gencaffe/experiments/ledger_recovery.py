@@ -89,7 +89,7 @@ def _learning(found, group_names: Dict[str, str], titles: Dict[str, str]
 
 
 def _main_rows(found, group_names, titles, seed: int):
-    """[(group, approach, top1, top5, centre, minutes, epochs done)] of the
+    """[(group, approach, top1, top5, centre, minutes per epoch)] of the
     seed's finished runs in the report's first table."""
     rows = []
     for row in table_rows(_section(found, "Top-1")):
@@ -106,7 +106,7 @@ def _main_rows(found, group_names, titles, seed: int):
                                 "alone (recover from a commit of the report before they ran)"
                                 % (what, others, seed))
         rows.append((group, approach, float(per_seed[seed]), one_seed_value(row[3], what),
-                     one_seed_value(row[4], what), float(row[8]), int(row[7].split("/")[0])))
+                     one_seed_value(row[4], what), float(row[8])))
     return rows
 
 
@@ -131,9 +131,9 @@ def recover_table2(text: str, seed: int, epochs: int = 9, switch: int = 6
     found = sections(text)
     errors = _learning(found, ARCH_NAMES, tiny.TITLES)
     rows = _main_rows(found, ARCH_NAMES, tiny.TITLES, seed)
-    minutes = {(arch, approach): m for arch, approach, _, _, _, m, _ in rows}
+    minutes = {(arch, approach): m for arch, approach, _, _, _, m in rows}
     results = {}
-    for arch, approach, top1, top5, centre, mine, _ in rows:
+    for arch, approach, top1, top5, centre, mine in rows:
         two_stage = approach in tiny.STAGE1_OF
         own = epochs - switch if two_stage else epochs
         stage1 = switch * minutes.get((arch, tiny.STAGE1_OF.get(approach)), 0.0) \

@@ -148,8 +148,11 @@ def seed_options(seeds, asked):
     return options
 
 
-def collect(settings, data) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
-    entries = run_ledger.load(settings.ledger_dir)
+def collect(settings, data, entries=None) -> Tuple[Dict[str, tiny.Schedule], List[RunResult]]:
+    """Every run in scope, from disk or the ledger (`entries`: run_ledger.load's, read
+    here when not given)."""
+    if entries is None:
+        entries = run_ledger.load(settings.ledger_dir)
     archs, seeds = scope(settings, entries)
     schedules, results = {}, []
     for arch in archs:
@@ -437,8 +440,9 @@ def writer(settings, data, paths, argv):
     table_path, plot_path = paths
 
     def write():
-        schedules, results = collect(settings, data)
-        archs, seeds = scope(settings, run_ledger.load(settings.ledger_dir))
+        entries = run_ledger.load(settings.ledger_dir)   # read once for both
+        schedules, results = collect(settings, data, entries)
+        archs, seeds = scope(settings, entries)
         command = report_command("python3 tools/reproduce_tiny_imagenet.py", argv, {
             "--archs": (archs, settings.archs, tiny.ARCHS)}, seed_options(seeds, settings.seeds))
         os.makedirs(os.path.dirname(table_path), exist_ok=True)
