@@ -18,6 +18,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from gencaffe import blas_core  # noqa: E402  (plain stdlib module, no pycaffe)
 
 
 # The gtests that need a GPU in a CUDA build: the GPU types of the typed tests
@@ -105,6 +107,24 @@ def tests_from(listing, first):
     return ":".join(names[names.index(first):])
 
 
+def environment_for_tests(build, environ):
+    """The environment both parts run in: the build's pycaffe and our package
+    importable, Caffe's INFO logs off, and OpenBLAS's best kernels where it
+    does not know the CPU (gencaffe.blas_core), so that the gtests run as the
+    tools' caffe processes do."""
+    env = dict(environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.join(build, "caffe-src", "python"), os.path.join(REPO, "python")] +
+        ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["CAFFE_BUILD_DIR"] = build
+    env.setdefault("GLOG_minloglevel", "2")
+    core = blas_core.choose(os.path.join(build, "caffe", "tools", "caffe"), env)
+    if core:
+        print(f"==> OpenBLAS fell back to its generic kernels on this CPU: "
+              f"OPENBLAS_CORETYPE={core} for the tests")
+    return env
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,12 +163,7 @@ def main():
         if not os.path.exists(path):
             sys.exit(f"run_tests: {what} {path} not found: build first (make test does).")
 
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(source_root, "python"), os.path.join(REPO, "python")] +
-        ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["CAFFE_BUILD_DIR"] = build
-    env.setdefault("GLOG_minloglevel", "2")
+    env = environment_for_tests(build, os.environ)
 
     gtest_filter = args.gtest_filter
     if gtest_filter is None:

@@ -53,3 +53,25 @@ def test_the_built_caffe_reports_its_openblas_core_and_obeys_the_variable():
     assert blas_core.chosen_core(CAFFE, env)        # whatever this CPU gets, it is named
     if {"avx2", "fma"} <= blas_core.cpu_flags():
         assert blas_core.chosen_core(CAFFE, dict(env, OPENBLAS_CORETYPE="Haswell")) == "Haswell"
+
+
+def test_make_test_runs_the_gtests_with_the_kernel_the_tools_choose(tmp_path, monkeypatch):
+    """scripts/run_tests.py gives both parts (the gtest binary, pytest) the
+    OPENBLAS_CORETYPE the tools would set, and keeps the user's own."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))
+    import run_tests
+    build = tmp_path / "build"
+    (build / "caffe" / "tools").mkdir(parents=True)
+    fake = build / "caffe" / "tools" / "caffe"
+    fake.write_text("#!/bin/sh\necho \"Core: Prescott\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(blas_core, "cpu_flags", lambda path="/proc/cpuinfo": SKX)
+    env = run_tests.environment_for_tests(str(build), {"PATH": os.environ.get("PATH", "")})
+    assert env["OPENBLAS_CORETYPE"] == "SkylakeX"
+    assert env["CAFFE_BUILD_DIR"] == str(build)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(build / "caffe-src" / "python")
+    mine = run_tests.environment_for_tests(str(build), {"OPENBLAS_CORETYPE": "Haswell"})
+    assert mine["OPENBLAS_CORETYPE"] == "Haswell"
+    fake.write_text("#!/bin/sh\necho \"Core: SkylakeX\"\n")       # OpenBLAS knew the CPU
+    assert "OPENBLAS_CORETYPE" not in run_tests.environment_for_tests(str(build), {})
