@@ -88,6 +88,10 @@ def test_runs_splits_mixed_batches_and_tuning(tmp_path):
          "--epochs", "3", "--batch", "20", "--progress-every", "600"],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+    # each run's epochs counted against its own last epoch: semi GG stops at the switch
+    assert "semi-supervised GG alone seed 1 epoch 2/2] start" in result.stdout
+    assert "semi-supervised GG + DG tuning seed 1 epoch 3/3] start" in result.stdout
+    assert "DG, labelled subset only seed 1 epoch 3/3] start" in result.stdout
     split = json.loads((tmp_path / "splits" / "300k_seed1" / "split.json").read_text())
     assert split["counts"] == {"labelled": 28, "unlabelled": 92}    # 23.4 % of 120
     assert not split["request"]["balanced"]                         # the paper's random subset

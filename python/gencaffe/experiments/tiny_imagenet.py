@@ -270,11 +270,12 @@ def chunk_seed(seed: int, epoch_index: int, stage2: bool) -> int:
 
 def epoch_chunks(settings, template, files: Dict[str, str], data_fingerprint: str, *,
                  arch: str, approach: str, seed: int, title: str, run_root: str,
-                 epochs: Sequence[int], total_epochs: int, iters_per_epoch: int, stepsize: int,
+                 epochs: Sequence[int], iters_per_epoch: int, stepsize: int,
                  test_iter: int, previous: Optional[Chunk] = None, stage2: bool = False,
                  keep_epochs: Sequence[int] = ()) -> List[Chunk]:
     """The chunks of one run (or one stage): an epoch each, `epochs` their global
-    numbers. The committed solver `template` with the overrides every chunk
+    numbers (a chunk's label says "epoch E/L", L the run's last epoch: 6 for
+    Table 3's semi GG, 9 for a run of 9). The committed solver `template` with the overrides every chunk
     needs; a stage 2 (`stage2`) counts its solver's iterations from 0 and its
     first chunk starts from `previous`'s weights with -weights, every other
     chunk resumes the chunk before it with -snapshot. The snapshots of the
@@ -293,7 +294,7 @@ def epoch_chunks(settings, template, files: Dict[str, str], data_fingerprint: st
             snapshot_prefix=os.path.join(directory, arch),
             random_seed=chunk_seed(seed, index, stage2),
             solver_mode="CPU" if settings.gpu is None else "GPU")
-        chunk = Chunk("%s epoch %d/%d" % (title, epoch, total_epochs), directory, arch, approach,
+        chunk = Chunk("%s epoch %d/%d" % (title, epoch, epochs[-1]), directory, arch, approach,
                       seed, epoch, first, last, solver_config.solver_text(solver), dict(files),
                       data_fingerprint, previous=previous, run_root=run_root,
                       keep=(epoch == epochs[-1] or epoch in keep_epochs
@@ -322,7 +323,7 @@ def chain(settings: Settings, data: DataInfo, arch: str, approach: str, seed: in
         settings, template, {"train_val.prototxt": net}, data.fingerprint, arch=arch,
         approach=approach, seed=seed, title="%s %s seed %d" % (arch, TITLES[approach], seed),
         run_root=run_dir(settings, arch, approach, seed),
-        epochs=range(first, first + sched.stage_epochs(approach)), total_epochs=sched.epochs,
+        epochs=range(first, first + sched.stage_epochs(approach)),
         iters_per_epoch=sched.iters_per_epoch, stepsize=sched.stepsize, test_iter=test_iter,
         previous=previous, stage2=two_stage,
         keep_epochs=[sched.switch] if approach in STAGE1_OF.values() else [])

@@ -170,7 +170,7 @@ def chain(settings: Settings, data: DataInfo, fraction: str, seed: int, approach
         settings, template, {"train_val.prototxt": net}, fingerprint, arch=ARCH,
         approach=approach, seed=seed, title="%s %s seed %d" % (fraction, TITLES[approach], seed),
         run_root=run_root(settings, fraction, seed, approach),
-        epochs=range(first, first + count), total_epochs=sched.epochs,
+        epochs=range(first, first + count),
         iters_per_epoch=sched.iters_per_epoch, stepsize=sched.stepsize, test_iter=test_iter,
         previous=previous, stage2=stage2,
         keep_epochs=range(1, sched.switch + 1) if approach == "semi_gg" else ())
