@@ -6,7 +6,7 @@ import os
 import pytest
 
 from gencaffe import blas_core
-from conftest import BUILD
+from conftest import BUILD, REPO
 
 SKX = {"sse3", "avx", "avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl",
        "avx512_fp16"}
@@ -58,8 +58,7 @@ def test_the_built_caffe_reports_its_openblas_core_and_obeys_the_variable():
 def test_make_test_runs_the_gtests_with_the_kernel_the_tools_choose(tmp_path, monkeypatch):
     """scripts/run_tests.py gives both parts (the gtest binary, pytest) the
     OPENBLAS_CORETYPE the tools would set, and keeps the user's own."""
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))
+    monkeypatch.syspath_prepend(os.path.join(REPO, "scripts"))
     import run_tests
     build = tmp_path / "build"
     (build / "caffe" / "tools").mkdir(parents=True)
