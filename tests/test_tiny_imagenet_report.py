@@ -235,3 +235,17 @@ def test_semi_reading_compares_the_tuning_with_dgs_first_epochs_from_random_weig
     tuned[1].top1_error = None          # not evaluated: not finished
     dg[0].tests = dg[0].tests[:2]
     assert semi_report.start_differences(dg + tuned, "50k", SCHEDULE) == ([], [])
+
+
+def test_cost_counts_each_runs_own_epochs_once_and_names_the_flags_that_train_it():
+    dg = report.RunResult("alexnet", "dg", 2, epochs_done=9, epochs_total=9,
+                          epoch_seconds=[600.0] * 9, eval_seconds=300.0, top1_error=80.0)
+    # stage 2 only: its stage 1 is the GG run's, counted there
+    gg_dg = report.RunResult("alexnet", "gg_dg", 2, epochs_done=9, epochs_total=9,
+                             epoch_seconds=[720.0] * 3, eval_seconds=None, top1_error=79.0)
+    lines = report.cost_markdown([dg, gg_dg], lambda r: "%s seed %d" % (r.approach, r.seed),
+                                 lambda r: "--approaches %s" % r.approach, "GG+DG")
+    rows = [line for line in lines if line.startswith("| dg") or line.startswith("| gg_dg")]
+    assert rows == ["| dg seed 2 | 9 | 1.50 | 10.0 | 5.0 | `--approaches dg` |",
+                    "| gg_dg seed 2 | 3 | 0.60 | 12.0 | - | `--approaches gg_dg` |"]
+    assert "2.1 h of training and 0.1 h of evaluation, 2.2 h" in lines[-1]

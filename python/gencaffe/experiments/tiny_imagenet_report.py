@@ -404,13 +404,43 @@ def table_markdown(settings, data, schedules, results, command) -> str:
     statements = reading(results, archs, data.classes, data.val_count)
     lines += ["", "## What agrees with the paper, and what does not", ""]
     lines += statements or ["Nothing to say yet: no run has finished its 5-crop evaluation."]
-    total = sum(r.train_seconds for r in results if r.approach in ("dg", "gg")) + sum(
-        sum(r.epoch_seconds) for r in results if r.approach in tiny.STAGE1_OF)
-    total += sum(r.eval_seconds or 0 for r in results)
-    lines += ["", "Training and evaluation time summed over all runs so far: %.1f h (stage 1 "
-              "of GG+DG and the control counted once, in the GG and DG runs)." % (total / 3600.0),
-              ""]
+    lines += [""] + cost_markdown(
+        results, lambda r: "%s %s seed %d" % (ARCH_NAMES[r.arch], tiny.TITLES[r.approach], r.seed),
+        lambda r: "--archs %s --seeds %d --approaches %s" % (r.arch, r.seed, r.approach),
+        "GG+DG and the control") + [""]
     return "\n".join(lines)
+
+
+def cost_markdown(results: List[RunResult], describe, flags_of, two_stage: str) -> List[str]:
+    """The report's cost section: per run the wall time of its own epochs
+    (with whatever ran beside it) and of its 5-crop evaluation, the flags that
+    train and evaluate that run alone, and the sums. describe(run) -> its
+    name, flags_of(run) -> its flags; two_stage names the runs whose stage 1
+    is another run's epochs (counted there, once)."""
+    lines = ["## Cost and commands", "",
+             "Per run: its own epochs (%s start from another run's snapshot, so their stage "
+             "1 is counted in that run, once), their wall time with whatever ran beside them, "
+             "and its 5-crop evaluation; the flags that train and evaluate that run alone, "
+             "added to the command at the top (resumable; a run the ledger holds is not "
+             "trained again)." % two_stage, "",
+             "| run | own epochs | training h | minutes per epoch | 5-crop evaluation min "
+             "| flags |", "|---|---:|---:|---:|---:|---|"]
+    train = evaluation = 0.0
+    for result in results:
+        seconds = sum(result.epoch_seconds)
+        train += seconds
+        evaluation += result.eval_seconds or 0.0
+        epochs = len(result.epoch_seconds)
+        lines.append("| %s | %d | %.2f | %s | %s | `%s` |" % (
+            describe(result), epochs, seconds / 3600.0,
+            _num(seconds / 60.0 / epochs if epochs else None, "%.1f"),
+            _num(None if result.eval_seconds is None else result.eval_seconds / 60.0, "%.1f"),
+            flags_of(result)))
+    lines += ["", "Summed over these runs: %.1f h of training and %.1f h of evaluation, %.1f h "
+              "of one core each (runs a ledger entry recovered from a report have no evaluation "
+              "time); two runs at a time on two cores take about half of that in wall time."
+              % (train / 3600.0, evaluation / 3600.0, (train + evaluation) / 3600.0)]
+    return lines
 
 
 def plot_curves(schedules, results, path, data):

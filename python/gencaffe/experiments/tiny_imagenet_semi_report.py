@@ -13,8 +13,9 @@ from typing import Dict, List, Optional
 from .. import solver_config
 from . import caffe_runs, plots, run_ledger, semi_diagnostics
 from . import tiny_imagenet_semi as semi
-from .tiny_imagenet_report import (RunResult, _num, claim_line, epoch_errors, ledger_lines,
-                                   learning_line, learning_rows, mean_sd, paired, read_chunks)
+from .tiny_imagenet_report import (RunResult, _num, claim_line, cost_markdown, epoch_errors,
+                                   ledger_lines, learning_line, learning_rows, mean_sd, paired,
+                                   read_chunks)
 
 # A class given this many times its even share (1/C) of the unlabelled images
 # counts as the unlabelled term collapsing onto it.
@@ -195,7 +196,11 @@ def table_markdown(settings, data, sched, results: List[RunResult], command: str
                   sched.switch, sched.switch + 1), ""]
     lines += learning_rows("labelled", [(f, f) for f in fractions], semi.APPROACHES,
                            semi.TITLES, results, sched.epochs)
-    lines += [""] + diagnostics_markdown(sched, results, fractions) + [""]
+    lines += [""] + diagnostics_markdown(sched, results, fractions)
+    lines += [""] + cost_markdown(
+        results, lambda r: "%s %s seed %d" % (r.arch, semi.TITLES[r.approach], r.seed),
+        lambda r: "--fractions %s --seeds %d --approaches %s" % (r.arch, r.seed, r.approach),
+        "semi GG + DG tuning runs") + [""]
     return "\n".join(lines)
 
 
