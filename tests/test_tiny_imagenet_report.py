@@ -243,9 +243,12 @@ def test_cost_counts_each_runs_own_epochs_once_and_names_the_flags_that_train_it
     # stage 2 only: its stage 1 is the GG run's, counted there
     gg_dg = report.RunResult("alexnet", "gg_dg", 2, epochs_done=9, epochs_total=9,
                              epoch_seconds=[720.0] * 3, eval_seconds=None, top1_error=79.0)
-    lines = report.cost_markdown([dg, gg_dg], lambda r: "%s seed %d" % (r.approach, r.seed),
+    pending = report.RunResult("alexnet", "gg", 3, epochs_total=9)
+    lines = report.cost_markdown([dg, gg_dg, pending],
+                                 lambda r: "%s seed %d" % (r.approach, r.seed),
                                  lambda r: "--approaches %s" % r.approach, "GG+DG")
-    rows = [line for line in lines if line.startswith("| dg") or line.startswith("| gg_dg")]
+    rows = [line for line in lines if line.startswith("| g") or line.startswith("| d")]
     assert rows == ["| dg seed 2 | 9 | 1.50 | 10.0 | 5.0 | `--approaches dg` |",
-                    "| gg_dg seed 2 | 3 | 0.60 | 12.0 | - | `--approaches gg_dg` |"]
+                    "| gg_dg seed 2 | 3 | 0.60 | 12.0 | - | `--approaches gg_dg` |",
+                    "| gg seed 3 | 0 | - | - | - | `--approaches gg` |"]
     assert "2.1 h of training and 0.1 h of evaluation, 2.2 h" in lines[-1]

@@ -431,8 +431,8 @@ def cost_markdown(results: List[RunResult], describe, flags_of, two_stage: str) 
         train += seconds
         evaluation += result.eval_seconds or 0.0
         epochs = len(result.epoch_seconds)
-        lines.append("| %s | %d | %.2f | %s | %s | `%s` |" % (
-            describe(result), epochs, seconds / 3600.0,
+        lines.append("| %s | %d | %s | %s | %s | `%s` |" % (
+            describe(result), epochs, _num(seconds / 3600.0 if epochs else None),
             _num(seconds / 60.0 / epochs if epochs else None, "%.1f"),
             _num(None if result.eval_seconds is None else result.eval_seconds / 60.0, "%.1f"),
             flags_of(result)))
