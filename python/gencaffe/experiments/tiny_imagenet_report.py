@@ -1,7 +1,7 @@
 """The Tiny ImageNet Table 2 report (results/tiny_imagenet.md + .png) from the
 runs on disk (gencaffe.experiments.tiny_imagenet): 5-crop and centre-crop
 errors per net, approach and seed, mean ± sd, paired differences, the paper's
-full-ImageNet numbers beside, the cost per epoch, and the curves."""
+full-ImageNet numbers beside, the cost per run and epoch, and the curves."""
 import math
 import os
 import statistics
