@@ -278,9 +278,10 @@ def epoch_chunks(settings, template, files: Dict[str, str], data_fingerprint: st
     Table 3's semi GG, 9 for a run of 9). The committed solver `template`
     with the overrides every chunk needs; a stage 2 (`stage2`) counts its
     solver's iterations from 0 and its first chunk starts from `previous`'s
-    weights with -weights, every other chunk resumes the chunk before it with -snapshot. The snapshots of the
-    last epoch and of `keep_epochs` (of every epoch with
-    settings.keep_every_snapshot) are kept when the next chunk is done."""
+    weights with -weights, every other chunk resumes the chunk before it
+    with -snapshot. The snapshots of the last epoch and of `keep_epochs` (of
+    every epoch with settings.keep_every_snapshot) are kept when the next
+    chunk is done."""
     chunks = []
     for index, epoch in enumerate(epochs):
         first = (index if stage2 else epoch - 1) * iters_per_epoch
