@@ -94,3 +94,14 @@ def test_tiny_imagenet_report_command_names_the_seeds_it_covers():
     assert seed_options({"alexnet": [1, 4], "zf": [1]}, {"alexnet": [4], "zf": [1]}) == {
         "--seeds": None, "--alexnet-seeds": "1,4", "--zf-seeds": "1"}
 
+
+
+def test_tiny_imagenet_report_scope_adds_asked_seeds_to_asked_nets_only(tmp_path):
+    from gencaffe.experiments import tiny_imagenet
+    from gencaffe.experiments.tiny_imagenet_report import scope
+    make_runs(tmp_path, ["alexnet/dg/seed1", "zf/gg/seed2"])
+    settings = tiny_imagenet.Settings(repo=str(tmp_path), caffe="caffe", runs_dir=str(tmp_path),
+                                      archs=["alexnet"], seeds={"alexnet": [3], "zf": [3]})
+    # ZF is on disk but not asked for: its seed 2 only; the ledger adds ZF seed 1
+    assert scope(settings, {"zf-dg-seed1": {}}) == (["alexnet", "zf"],
+                                                    {"alexnet": [1, 3], "zf": [1, 2]})

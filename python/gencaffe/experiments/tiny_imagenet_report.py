@@ -118,7 +118,8 @@ def ledger_runs(entries, part: int, count: int) -> List[str]:
 
 def scope(settings, entries=None):
     """The nets, approaches and seeds to report: those asked for plus those on
-    disk and in the ledger."""
+    disk and in the ledger. A net not asked for keeps only the seeds it has
+    (`--archs alexnet --seeds 3` adds no empty ZF seed 3 to the table)."""
     entries = entries or {}
     root = settings.path(settings.runs_dir)
     archs = caffe_runs.widened(settings.archs, [a for a in tiny.ARCHS if os.path.isdir(
@@ -129,7 +130,8 @@ def scope(settings, entries=None):
             os.path.join(root, arch, approach), "seed")]
         found += [int(key.rsplit("seed", 1)[1]) for key in entries
                   if key.startswith(arch + "-")]
-        seeds[arch] = caffe_runs.widened(settings.seeds.get(arch, ()), found)
+        asked = settings.seeds.get(arch, ()) if arch in settings.archs else ()
+        seeds[arch] = caffe_runs.widened(asked, found)
     return archs, seeds
 
 
