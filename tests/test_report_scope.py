@@ -95,7 +95,6 @@ def test_tiny_imagenet_report_command_names_the_seeds_it_covers():
         "--seeds": None, "--alexnet-seeds": "1,4", "--zf-seeds": "1"}
 
 
-
 def test_tiny_imagenet_report_scope_adds_asked_seeds_to_asked_nets_only(tmp_path):
     from gencaffe.experiments import tiny_imagenet
     from gencaffe.experiments.tiny_imagenet_report import scope
